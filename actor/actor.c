@@ -1,0 +1,416 @@
+/*
+ * actor.c - spawning, sending, running and stopping actors.
+ *
+ * An actor is one allocation: the struct (scheduler task word, mailbox,
+ * identity, behaviour), then its ring's slot array, then its private state.
+ * Nothing of it is reachable before tri_registry_add publishes it.
+ *
+ * Sending. Look the receiver up by ref, count the message as accepted (for
+ * quiescence), push it on the mailbox, then tri_sched_notify, which makes the
+ * receiver runnable if it was idle. The receiver's memory is guaranteed to
+ * stay valid between lookup and notify: on a worker by QSBR (the worker is
+ * between quiescent points for the whole run), elsewhere by the scheduler's
+ * external read section.
+ *
+ * Running. A worker runs up to `batch` messages of one actor. A failure (a
+ * behaviour returning non-OK), a self-stop and a stop request all end in
+ * actor_die, on the running worker, which owns the actor at that moment:
+ *   1. set DEAD in the task word: no producer will ever schedule it again;
+ *   2. unpublish it from the registry: no new lookup finds it (senders now
+ *      get TR_ESTALE, counted as dead letters);
+ *   3. run fini, and turn the queued mail into dead letters (STOPPED);
+ *   4. defer the free through QSBR: senders that found the actor before step
+ *      2 may still push; once they are all past, reclaim() drains what they
+ *      pushed (dead letters, STOPPED) and frees the memory.
+ * Every accepted message is thus handled or dead-lettered, exactly once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mp.h"
+
+/* ------------------------------------------------------------ helpers */
+
+static tri_actor *actor_of(tri_task *t) { return (tri_actor *)t; }
+
+void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason why) {
+  atomic_fetch_add_explicit(&sys->dead[why], 1, memory_order_relaxed);
+  tri_msg_free(w, m);
+}
+
+/* Turn everything takeable in a's mailbox into dead letters; returns count. */
+static uint64_t drain(tri_actor *a, tri_worker *w, tr_dead_reason why) {
+  uint64_t n = 0;
+  tri_mbnode *node;
+
+  while ((node = tri_mailbox_pop_sc(&a->mb)) != NULL) {
+    tri_dead_letter(a->sys, w, (tri_msg *)node, why);
+    n++;
+  }
+  tri_mailbox_end_sc(&a->mb);
+  return n;
+}
+
+/* A pending stop request was counted as accepted work; count it done. */
+static uint64_t close_stop_request(tri_actor *a) {
+  uint32_t old = atomic_exchange_explicit(&a->stop_req, TRI_STOP_DEAD, memory_order_acq_rel);
+  return old != 0 && old != TRI_STOP_DEAD ? 1 : 0;
+}
+
+static void reclaim(tri_deferred *d, tri_worker *w) {
+  tri_actor *a = (tri_actor *)((char *)d - offsetof(tri_actor, u.dead));
+  tr_system *sys = a->sys;
+  uint64_t n = drain(a, w, TR_DEAD_STOPPED);
+
+  n += close_stop_request(a);
+  if (n != 0)
+    tri_sched_count_done(sys->sched, w, n);
+  free(a);
+}
+
+static void actor_die(tri_worker *w, tri_actor *a, uint64_t *done) {
+  tr_system *sys = a->sys;
+
+  /* Seq_cst: after this, tri_sched_notify never pushes the task again. */
+  atomic_fetch_or_explicit(&a->task.state, TRI_TASK_DEAD, memory_order_seq_cst);
+  tri_registry_remove(&sys->reg, a);
+  if (a->fini != NULL)
+    a->fini(a->u.live.state);
+  *done += drain(a, w, TR_DEAD_STOPPED);
+  *done += close_stop_request(a);
+  atomic_fetch_add_explicit(&sys->stopped, 1, memory_order_relaxed);
+  tri_sched_defer(w, &a->u.dead, reclaim);
+}
+
+/* ------------------------------------------------------------ running */
+
+bool tri_actor_ready(tri_task *t, void *arg) {
+  (void)arg;
+  tri_actor *a = actor_of(t);
+  return atomic_load_explicit(&a->stop_req, memory_order_acquire) != 0 ||
+         tri_mailbox_ready_sc(&a->mb);
+}
+
+tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
+  tri_actor *a = actor_of(t);
+  tr_system *sys = arg;
+  struct tr_ctx ctx = {sys, w, a, NULL, false, 0};
+  uint64_t done = 0, ok = 0;
+  tri_run_result result = TRI_RUN_MORE;
+
+  /* Fairness between a fast producer and its consumer (Erlang charges a
+   * send to a long queue extra reductions; this is the same idea):
+   *  - a run ends after `batch` messages, or once `batch` of its sends
+   *    spilled past a receiver's ring: a producer flooding a busy actor
+   *    yields sooner, so the consumer gets the core;
+   *  - an actor that finds a backlog deeper than `batch` at the start of
+   *    its run may take up to that backlog (at most 16 x batch), so it
+   *    drains what is already queued instead of falling ever further behind.
+   */
+  uint64_t depth = tri_mailbox_begin_sc(&a->mb);
+  uint64_t batch = sys->cfg.batch;
+  if (depth > batch)
+    batch = depth < 16 * batch ? depth : 16 * batch;
+  for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch; i++) {
+    /* Relaxed is enough: the request was published to us through the
+     * scheduler (the notify CAS and the run-queue hand-off). */
+    if (atomic_load_explicit(&a->stop_req, memory_order_relaxed) != 0) {
+      actor_die(w, a, &done);
+      result = TRI_RUN_DEAD;
+      break;
+    }
+    tri_mbnode *node = tri_mailbox_pop_sc(&a->mb);
+    if (node == NULL) {
+      result = TRI_RUN_EMPTY;
+      break;
+    }
+    tri_msg *m = (tri_msg *)node;
+    tr_status st = a->u.live.behaviour(&ctx, a->u.live.state, m);
+    done++;
+    if (st != TR_OK) {
+      tri_dead_letter(sys, w, m, TR_DEAD_FAILED);
+      actor_die(w, a, &done);
+      result = TRI_RUN_DEAD;
+      break;
+    }
+    ok++;
+    tri_msg_free(w, m);
+    if (ctx.next_behaviour != NULL) {
+      a->u.live.behaviour = ctx.next_behaviour;
+      ctx.next_behaviour = NULL;
+    }
+    if (ctx.stop_self) {
+      actor_die(w, a, &done);
+      result = TRI_RUN_DEAD;
+      break;
+    }
+  }
+  if (result != TRI_RUN_DEAD)
+    tri_mailbox_end_sc(&a->mb);
+  tri_local *l = tri_worker_local(w);
+  tri_ctr_add(&l->handled, ok);
+  tri_sched_count_done(sys->sched, w, done);
+  return result;
+}
+
+/* At tr_system_free, workers stopped: dispose of one live actor. */
+void tri_actor_shutdown(tri_actor *a, void *arg) {
+  (void)arg;
+  tr_system *sys = a->sys;
+  uint64_t n;
+
+  if (a->fini != NULL)
+    a->fini(a->u.live.state);
+  n = drain(a, NULL, TR_DEAD_SHUTDOWN);
+  n += close_stop_request(a);
+  if (n != 0)
+    tri_sched_count_done(sys->sched, NULL, n);
+  free(a);
+}
+
+/* ------------------------------------------------------------ spawning */
+
+static bool slots_ok(unsigned n) {
+  return n >= 4 && n <= TR_MAX_MAILBOX_SLOTS && (n & (n - 1)) == 0;
+}
+
+TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg, tr_ref *out) {
+  if (ctx == NULL || spec == NULL || spec->behaviour == NULL || out == NULL ||
+      spec->state_size > TR_MAX_STATE_SIZE)
+    return TR_EINVAL;
+  tr_system *sys = ctx->sys;
+  unsigned slots = spec->mailbox_slots ? spec->mailbox_slots : sys->cfg.mailbox_slots;
+  if (!slots_ok(slots))
+    return TR_EINVAL;
+  if (atomic_load_explicit(&sys->freeing, memory_order_acquire) || tri_sched_stopping(sys->sched))
+    return TR_ESTATE;
+
+  size_t head = (sizeof(tri_actor) + tri_mailbox_slots_size(slots) + 15) & ~(size_t)15;
+  tri_actor *a = calloc(1, head + spec->state_size);
+  if (a == NULL)
+    return TR_ENOMEM;
+  tri_task_init(&a->task);
+  tri_mailbox_init(&a->mb, (ck_ring_buffer_t *)(a + 1), slots);
+  a->sys = sys;
+  a->name = spec->name;
+  a->fini = spec->fini;
+  atomic_init(&a->stop_req, 0);
+  a->u.live.behaviour = spec->behaviour;
+  a->u.live.state = spec->state_size ? (char *)a + head : NULL;
+
+  if (spec->init != NULL && spec->init(a->u.live.state, arg) != TR_OK) {
+    free(a);
+    return TR_EINIT;
+  }
+  tr_status st = tri_registry_add(&sys->reg, a);
+  if (st != TR_OK) {
+    if (a->fini != NULL)
+      a->fini(a->u.live.state);
+    free(a);
+    return st;
+  }
+  atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
+  *out = tri_actor_ref(a);
+  return TR_OK;
+}
+
+/* ------------------------------------------------------------ sending */
+
+/* Enter the section that keeps looked-up actors alive (see file top). */
+static void enter(tr_ctx *ctx) {
+  if (ctx->w == NULL)
+    tri_sched_ext_enter(ctx->sys->sched);
+}
+static void leave(tr_ctx *ctx) {
+  if (ctx->w == NULL)
+    tri_sched_ext_leave(ctx->sys->sched);
+}
+
+/* Hand `m` to the actor named by `to`. On error `m` is freed. */
+static tr_status deliver(tr_ctx *ctx, tr_ref to, tri_msg *m) {
+  tr_system *sys = ctx->sys;
+
+  m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : 0;
+  enter(ctx);
+  tri_actor *a = tri_registry_get(&sys->reg, to);
+  if (a == NULL) {
+    leave(ctx);
+    tri_dead_letter(sys, ctx->w, m, TR_DEAD_STALE);
+    return TR_ESTALE;
+  }
+  /* Count before the push: quiescence must never see it handled but not
+   * yet accepted. */
+  tri_sched_count_sent(sys->sched, ctx->w, 1);
+  /* Only a behaviour's ctx counts spills: the external ctx is shared by
+   * every outside thread. */
+  if (tri_mailbox_push_mp(&a->mb, &m->node) && ctx->actor != NULL)
+    ctx->spills++;
+  tri_sched_notify(sys->sched, ctx->w, &a->task);
+  leave(ctx);
+  return TR_OK;
+}
+
+static tr_status check_ctx(const tr_ctx *ctx) {
+  if (ctx == NULL)
+    return TR_EINVAL;
+  if (atomic_load_explicit(&ctx->sys->freeing, memory_order_acquire))
+    return TR_ESTATE;
+  return TR_OK;
+}
+
+static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *vals, size_t n,
+                           bool as_array) {
+  tr_status st = check_ctx(ctx);
+  if (st != TR_OK)
+    return st;
+  if (vals == NULL && n > 0)
+    return TR_EINVAL;
+
+  size_t size = as_array ? tri_mp_array_header_size(n) : 0;
+  size_t max = ctx->sys->cfg.max_msg_size;
+  for (size_t i = 0; i < n; i++) {
+    size_t s = tri_mp_val_size(&vals[i]);
+    if (s == 0)
+      return TR_EINVAL;
+    if (s > max || size > max - s) /* also guards the addition */
+      return TR_ETOOBIG;
+    size += s;
+  }
+  if (size > max)
+    return TR_ETOOBIG;
+  tri_msg *m = tri_msg_alloc(ctx, size);
+  if (m == NULL)
+    return TR_ENOMEM;
+  size_t wrote = tri_mp_write_vals(m->bytes, size, vals, n, as_array);
+  tri_assert(wrote == size);
+  m->tag = tag;
+  return deliver(ctx, to, m);
+}
+
+TR_API tr_status tr_send(tr_ctx *ctx, tr_ref to, uint32_t tag) {
+  tr_val v = tr_nil();
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_int(tr_ctx *ctx, tr_ref to, uint32_t tag, int64_t i) {
+  tr_val v = tr_int(i);
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_uint(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t u) {
+  tr_val v = tr_uint(u);
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_double(tr_ctx *ctx, tr_ref to, uint32_t tag, double d) {
+  tr_val v = tr_double(d);
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_str(tr_ctx *ctx, tr_ref to, uint32_t tag, const char *s, size_t len) {
+  if (s == NULL && len > 0)
+    return TR_EINVAL;
+  tr_val v = tr_strn(s, len);
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_bin(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *p, size_t len) {
+  if (p == NULL && len > 0)
+    return TR_EINVAL;
+  tr_val v = tr_bin(p, len);
+  return send_vals(ctx, to, tag, &v, 1, false);
+}
+
+TR_API tr_status tr_send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *vals, size_t n) {
+  return send_vals(ctx, to, tag, vals, n, true);
+}
+
+TR_API tr_status tr_send_msgpack(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *bytes,
+                                 size_t len) {
+  tr_status st = check_ctx(ctx);
+  if (st != TR_OK)
+    return st;
+  if (bytes == NULL)
+    return TR_EINVAL;
+  if (len > ctx->sys->cfg.max_msg_size)
+    return TR_ETOOBIG;
+  if ((st = tr_mp_check(bytes, len)) != TR_OK)
+    return st;
+  tri_msg *m = tri_msg_alloc(ctx, len);
+  if (m == NULL)
+    return TR_ENOMEM;
+  memcpy(m->bytes, bytes, len);
+  m->tag = tag;
+  return deliver(ctx, to, m);
+}
+
+/* ------------------------------------------------------------ control */
+
+TR_API tr_ref tr_self(const tr_ctx *ctx) {
+  return ctx != NULL && ctx->actor != NULL ? tri_actor_ref(ctx->actor) : TR_REF_NONE;
+}
+
+TR_API tr_system *tr_ctx_system(const tr_ctx *ctx) { return ctx ? ctx->sys : NULL; }
+
+TR_API tr_status tr_become(tr_ctx *ctx, tr_behaviour behaviour) {
+  if (ctx == NULL || behaviour == NULL)
+    return TR_EINVAL;
+  if (ctx->actor == NULL)
+    return TR_ESTATE;
+  ctx->next_behaviour = behaviour;
+  return TR_OK;
+}
+
+TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
+  tr_status st = check_ctx(ctx);
+  if (st != TR_OK)
+    return st;
+  if (ctx->actor != NULL && tr_ref_eq(ref, tri_actor_ref(ctx->actor))) {
+    ctx->stop_self = true;
+    return TR_OK;
+  }
+  tr_system *sys = ctx->sys;
+  enter(ctx);
+  tri_actor *a = tri_registry_get(&sys->reg, ref);
+  if (a == NULL) {
+    leave(ctx);
+    return TR_ESTALE;
+  }
+  /* A stop request is a unit of work for quiescence, counted before it is
+   * visible and counted done by whoever retires it (close_stop_request). */
+  tri_sched_count_sent(sys->sched, ctx->w, 1);
+  uint32_t expect = 0;
+  /* Release: pairs with the acquire in tri_actor_ready/close_stop_request. */
+  if (atomic_compare_exchange_strong_explicit(&a->stop_req, &expect, a->gen, memory_order_acq_rel,
+                                              memory_order_acquire)) {
+    atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
+    tri_sched_notify(sys->sched, ctx->w, &a->task);
+    leave(ctx);
+    return TR_OK;
+  }
+  tri_sched_uncount_sent(sys->sched, ctx->w, 1);
+  leave(ctx);
+  /* Already requested (fine, idempotent) or already dead. */
+  return expect == TRI_STOP_DEAD ? TR_ESTALE : TR_OK;
+}
+
+TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {
+  if (ctx == NULL || out == NULL)
+    return TR_EINVAL;
+  enter(ctx);
+  tri_actor *a = tri_registry_get(&ctx->sys->reg, ref);
+  if (a == NULL) {
+    leave(ctx);
+    return TR_ESTALE;
+  }
+  tri_mailbox_counters c;
+  tri_mailbox_counters_any(&a->mb, &c);
+  leave(ctx);
+  out->received = c.received;
+  out->handled = c.popped;
+  out->spilled = c.spilled;
+  out->depth = c.depth;
+  out->peak_depth = c.peak;
+  return TR_OK;
+}

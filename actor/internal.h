@@ -1,0 +1,159 @@
+/*
+ * internal.h - the actor layer's private types: system, actor, message,
+ * context, per-worker message pool, registry. Not installed.
+ */
+#ifndef TROUPE_ACTOR_INTERNAL_H
+#define TROUPE_ACTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../mailbox/mailbox.h"
+#include "../sched/sched.h"
+#include "troupe.h"
+
+#define TRI_DEFAULT_BATCH   100u
+#define TRI_DEFAULT_MAX_MSG ((size_t)16 << 20)
+#define TRI_DEFAULT_SLOTS   8u
+
+/* Bugs abort with where and what; the environment gets a tr_status. */
+#define tri_assert(e) ((e) ? (void)0 : tri_assert_fail(#e, __FILE__, __LINE__, __func__))
+_Noreturn void tri_assert_fail(const char *expr, const char *file, int line, const char *func);
+
+/* ------------------------------------------------------------ messages */
+
+#define TRI_STOP_DEAD UINT32_MAX /* stop_req once the actor is gone */
+#define TRI_MSG_HEAP  UINT32_MAX /* owner of a message not from a pool */
+#define TRI_MSG_BLOCK 64u        /* pooled block size */
+
+struct tr_msg {
+  tri_mbnode node; /* mailbox link; first, so a node converts to a message */
+  uint32_t tag;
+  uint32_t len;    /* payload bytes */
+  uint64_t sender; /* tr_ref id */
+  uint32_t owner;  /* worker whose pool it came from, or TRI_MSG_HEAP */
+  uint32_t pad_;
+  uint8_t bytes[]; /* payload: inline in the block, or trailing a heap one */
+};
+typedef struct tr_msg tri_msg;
+
+#define TRI_MSG_INLINE (TRI_MSG_BLOCK - sizeof(tri_msg))
+_Static_assert(sizeof(tri_msg) == 40, "message header layout");
+
+/* Per-worker message pool: see msg.c. */
+typedef struct tri_outbox {
+  tri_msg *head, *tail;
+  unsigned n;
+} tri_outbox;
+
+typedef struct tri_pool {
+  tri_msg *free;               /* owner only */
+  _Atomic(tri_msg *) returned; /* chains pushed by other workers; owner takes all */
+  tri_outbox *outbox;          /* one per other worker: blocks to hand back */
+  void **slabs;
+  size_t nslabs, cap_slabs;
+} tri_pool;
+
+/* What a worker's local area holds. */
+typedef struct tri_local {
+  tri_pool pool;
+  _Atomic uint64_t handled; /* behaviour calls that returned OK (single writer) */
+} tri_local;
+
+/* ------------------------------------------------------------ actors */
+
+typedef struct tri_actor {
+  tri_task task; /* first: the scheduler hands us back tri_task pointers */
+  tri_mailbox mb;
+  /* --- immutable after spawn --- */
+  tr_system *sys;
+  uint32_t idx, gen;
+  const char *name;
+  void (*fini)(void *state);
+  /* --- any thread: 0, a pending stop request (== gen), or TRI_STOP_DEAD --- */
+  _Atomic uint32_t stop_req;
+  /* --- the running worker only --- */
+  union {
+    struct {
+      tr_behaviour behaviour;
+      void *state;
+    } live;
+    tri_deferred dead; /* after the actor stopped: its reclamation */
+  } u;
+} tri_actor;
+
+/* ------------------------------------------------------------ contexts */
+
+struct tr_ctx {
+  tr_system *sys;
+  tri_worker *w;    /* NULL for the external ctx */
+  tri_actor *actor; /* running actor, NULL outside a behaviour */
+  tr_behaviour next_behaviour;
+  bool stop_self;
+  unsigned spills; /* sends this run that spilled past a receiver's ring */
+};
+
+/* ------------------------------------------------------------ registry */
+
+/* Two-level table: a fixed directory of lazily allocated chunks, so a slot
+ * never moves once a reader has found it. */
+#define TRI_REG_CHUNK_BITS 12u
+#define TRI_REG_CHUNK      (1u << TRI_REG_CHUNK_BITS)
+#define TRI_REG_DIR        (1u << 14)
+#define TRI_REG_MAX        (TRI_REG_CHUNK * TRI_REG_DIR) /* 2^26 actors */
+
+typedef struct tri_slot {
+  _Atomic(tri_actor *) actor; /* NULL when free or stopped */
+  uint32_t gen;               /* generation of the last occupant (under lock) */
+  uint32_t next_free;         /* free-list link (under lock) */
+} tri_slot;
+
+typedef struct tri_registry {
+  _Atomic(tri_slot *) dir[TRI_REG_DIR];
+  pthread_mutex_t lock;
+  uint32_t free_head; /* index + 1; 0 = empty */
+  uint32_t used;      /* slots ever handed out */
+  uint64_t live;
+} tri_registry;
+
+/* ------------------------------------------------------------ system */
+
+struct tr_system {
+  tri_sched *sched;
+  tr_system_config cfg;
+  struct tr_ctx ext; /* the external ctx */
+  tri_registry reg;
+  _Atomic uint64_t spawned, stopped;
+  _Atomic uint64_t stop_requests; /* accepted by tr_stop: not messages */
+  _Atomic uint64_t dead[TR_DEAD_REASON_COUNT];
+  _Atomic bool freeing;
+};
+
+/* registry.c */
+void tri_registry_init(tri_registry *r);
+void tri_registry_destroy(tri_registry *r);
+tr_status tri_registry_add(tri_registry *r, tri_actor *a);
+void tri_registry_remove(tri_registry *r, tri_actor *a);
+tri_actor *tri_registry_get(tri_registry *r, tr_ref ref);
+/* Call fn on every live actor (owner only, workers stopped). */
+void tri_registry_each(tri_registry *r, void (*fn)(tri_actor *a, void *arg), void *arg);
+
+static inline tr_ref tri_actor_ref(const tri_actor *a) {
+  return (tr_ref){((uint64_t)a->gen << 32) | a->idx};
+}
+
+/* msg.c */
+void tri_pool_start(tri_pool *p, unsigned nworkers);
+void tri_pool_destroy(tri_pool *p, unsigned nworkers);
+tri_msg *tri_msg_alloc(tr_ctx *ctx, size_t len);
+void tri_msg_free(tri_worker *w, tri_msg *m);
+void tri_pool_flush(tri_worker *w);
+
+/* actor.c */
+void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason why);
+tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);
+bool tri_actor_ready(tri_task *t, void *arg);
+void tri_actor_shutdown(tri_actor *a, void *arg);
+
+#endif /* TROUPE_ACTOR_INTERNAL_H */

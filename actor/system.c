@@ -1,0 +1,134 @@
+/*
+ * system.c - a system's life: new, start, wait, stop, free, stats.
+ *
+ * Shutdown order matters and is the only subtle part: workers are joined
+ * first (nothing runs any more), then the scheduler's deferred reclamations
+ * run (actors that stopped while it ran: their late mail becomes dead
+ * letters), then every live actor's fini runs and its queued mail becomes
+ * dead letters (SHUTDOWN), and only then is pool memory released, since
+ * queued messages live in it.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
+  tr_system_config c = {0};
+
+  if (out == NULL)
+    return TR_EINVAL;
+  if (cfg != NULL)
+    c = *cfg;
+  if (c.threads > TR_MAX_THREADS || c.batch > TR_MAX_BATCH)
+    return TR_EINVAL;
+  if (c.mailbox_slots != 0 && (c.mailbox_slots < 4 || c.mailbox_slots > TR_MAX_MAILBOX_SLOTS ||
+                               (c.mailbox_slots & (c.mailbox_slots - 1)) != 0))
+    return TR_EINVAL;
+  if (c.max_msg_size > UINT32_MAX)
+    return TR_EINVAL;
+  if (c.threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c.threads = n < 1 ? 1 : n > (long)TR_MAX_THREADS ? TR_MAX_THREADS : (unsigned)n;
+  }
+  if (c.batch == 0)
+    c.batch = TRI_DEFAULT_BATCH;
+  if (c.max_msg_size == 0)
+    c.max_msg_size = TRI_DEFAULT_MAX_MSG;
+  if (c.mailbox_slots == 0)
+    c.mailbox_slots = TRI_DEFAULT_SLOTS;
+
+  tr_system *sys = calloc(1, sizeof *sys);
+  if (sys == NULL)
+    return TR_ENOMEM;
+  sys->cfg = c;
+  tri_registry_init(&sys->reg);
+  sys->ext = (struct tr_ctx){sys, NULL, NULL, NULL, false, 0};
+
+  tri_sched_ops ops = {.run = tri_actor_run, .ready = tri_actor_ready, .arg = sys};
+  if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
+    tri_registry_destroy(&sys->reg);
+    free(sys);
+    return TR_ENOMEM;
+  }
+  for (unsigned i = 0; i < c.threads; i++) {
+    tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
+    tri_pool_start(&l->pool, c.threads);
+  }
+  *out = sys;
+  return TR_OK;
+}
+
+TR_API tr_status tr_system_start(tr_system *sys) {
+  if (sys == NULL)
+    return TR_EINVAL;
+  if (tri_sched_started(sys->sched))
+    return TR_ESTATE;
+  /* On failure the scheduler has joined whatever threads it had started. */
+  return tri_sched_start(sys->sched) == 0 ? TR_OK : TR_ESYS;
+}
+
+TR_API tr_status tr_system_wait_for(tr_system *sys, uint64_t timeout_ms) {
+  if (sys == NULL)
+    return TR_EINVAL;
+  if (!tri_sched_started(sys->sched) || tri_sched_self(sys->sched) != NULL)
+    return TR_ESTATE;
+  return tri_sched_wait(sys->sched, timeout_ms) == 0 ? TR_OK : TR_ETIMEDOUT;
+}
+
+TR_API tr_status tr_system_wait(tr_system *sys) { return tr_system_wait_for(sys, UINT64_MAX); }
+
+TR_API tr_status tr_system_stop(tr_system *sys) {
+  if (sys == NULL)
+    return TR_EINVAL;
+  if (tri_sched_self(sys->sched) != NULL)
+    return TR_ESTATE;
+  tri_sched_stop(sys->sched);
+  return TR_OK;
+}
+
+TR_API void tr_system_free(tr_system *sys) {
+  if (sys == NULL)
+    return;
+  tri_assert(tri_sched_self(sys->sched) == NULL);
+  tri_sched_stop(sys->sched);
+  atomic_store_explicit(&sys->freeing, true, memory_order_release);
+  tri_sched_run_deferred(sys->sched);
+  tri_registry_each(&sys->reg, tri_actor_shutdown, NULL);
+  for (unsigned i = 0; i < sys->cfg.threads; i++) {
+    tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
+    tri_pool_destroy(&l->pool, sys->cfg.threads);
+  }
+  tri_sched_free(sys->sched);
+  tri_registry_destroy(&sys->reg);
+  free(sys);
+}
+
+TR_API tr_ctx *tr_system_ctx(tr_system *sys) { return sys ? &sys->ext : NULL; }
+
+TR_API unsigned tr_system_threads(const tr_system *sys) { return sys ? sys->cfg.threads : 0; }
+
+TR_API tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out) {
+  if (sys == NULL || out == NULL)
+    return TR_EINVAL;
+  *out = (tr_system_stats){0};
+  out->threads = sys->cfg.threads;
+  out->actors_spawned = atomic_load_explicit(&sys->spawned, memory_order_relaxed);
+  out->actors_stopped = atomic_load_explicit(&sys->stopped, memory_order_relaxed);
+  out->actors_live = out->actors_spawned - out->actors_stopped;
+  out->sent = tri_sched_sent_total(sys->sched) -
+              atomic_load_explicit(&sys->stop_requests, memory_order_relaxed);
+  for (unsigned r = 0; r < TR_DEAD_REASON_COUNT; r++)
+    out->dead_letters[r] = atomic_load_explicit(&sys->dead[r], memory_order_relaxed);
+  for (unsigned i = 0; i < sys->cfg.threads; i++) {
+    tri_worker_stats ws;
+    tri_sched_worker_stats(sys->sched, i, &ws);
+    tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
+    out->handled += atomic_load_explicit(&l->handled, memory_order_relaxed);
+    out->runs += ws.runs;
+    out->steals += ws.steals;
+    out->parks += ws.parks;
+    out->wakes += ws.wakes;
+  }
+  return TR_OK;
+}

@@ -1,0 +1,726 @@
+/*
+ * sched.c - N workers, each with a run queue; stealing; parking; quiescence.
+ *
+ * The problem. Any number of tasks (actors) must be multiplexed over N OS
+ * threads so that (1) a task never runs on two threads at once, (2) no
+ * wake-up is lost, (3) communicating tasks stay on one core, where a message
+ * costs ~10 ns instead of the ~100x that a cross-core hand-off costs on this
+ * machine (shared/notes/hardware-floor.md), (4) idle threads sleep, and (5)
+ * the owner can wait until everything is done.
+ *
+ * Run queues. Each worker owns a ck_ring in SPMC mode: only the owner
+ * enqueues; the owner and thieves dequeue (oldest first). Beside it, a
+ * one-task "next" slot that only the owner touches: a task made runnable by
+ * a send on this worker goes there and runs as soon as the current task
+ * yields, on the same core with warm caches (Go's runnext, CAF's "internal
+ * enqueue goes to the current worker"). A task already in the slot is moved
+ * to the stealable queue, and only then is a parked worker woken: there is
+ * now runnable work waiting behind the running one. So a ping-pong or a
+ * token ring never leaves its core and never wakes anyone. A streak limit
+ * stops two tasks from monopolising the slot while the queue waits. Tasks
+ * made runnable by non-worker threads, and run-queue overflow, go to a
+ * mutex-protected injection queue (not a per-message path).
+ *
+ * The state word (sched.h) carries the scheduling invariant. A producer,
+ * after publishing work, CASes IDLE -> SCHEDULED and, if it won, pushes the
+ * task on a queue: exactly one push per idle -> scheduled transition, so a
+ * task is on at most one queue and run by at most one worker. If the task is
+ * already SCHEDULED the producer sets NOTIFY instead. The worker finishing a
+ * run that found nothing more CASes SCHEDULED -> IDLE; that CAS fails if a
+ * producer set NOTIFY meanwhile, and the worker, still the owner, clears the
+ * flag and re-checks. Ordering argument (no lost wake-up):
+ *   producer:  publish work;  fence(seq_cst);  load state;  [CAS]
+ *   worker:    CAS SCHEDULED->IDLE (seq_cst)  or  fetch_and ~NOTIFY; check
+ * If the producer's fence comes before the worker's RMW in the single total
+ * order of seq_cst operations, the worker's check after its RMW sees the
+ * published work (and if its CAS to IDLE succeeded first, the producer's
+ * later load sees IDLE and schedules). If the worker's RMW comes first, the
+ * producer's load sees its result: IDLE (and the producer schedules) or a
+ * NOTIFY set again by another producer (which repeats the argument). The
+ * producer cannot skip its fence: a plain load seeing NOTIFY could be
+ * reordered before its own publishing store (x86 store buffer).
+ *
+ * Parking. A worker that finds nothing spins briefly, stealing, then
+ * registers as parked under park_lock, issues a seq_cst fence and looks for
+ * work once more before sleeping on its own condition variable. Whoever makes
+ * work stealable issues a seq_cst fence after the push and then reads
+ * nparked: one of the two sees the other (Dekker), so work is never left
+ * with every worker asleep. An idle system burns no CPU.
+ *
+ * Quiescence. Every unit of work is counted when accepted and when disposed
+ * of, in per-worker single-writer counters (no shared cache line per
+ * message). With every worker parked (so none is writing), the sums are
+ * stable; equal sums mean no message is waiting anywhere.
+ *
+ * Reclamation (QSBR). Workers hold raw pointers to tasks between a lookup
+ * and the end of the current run, never across a quiescent point (between
+ * two runs) or while parked. An unpublished object is stamped with a fresh
+ * global epoch; it is reclaimed once every online worker has announced that
+ * epoch at a quiescent point. Non-worker threads use a read-write lock
+ * instead; reclamation takes the write side once per batch as a barrier.
+ */
+#include "sched.h"
+
+#include "../mailbox/tsan.h"
+
+#include <ck_pr.h>
+#include <ck_ring.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RUNQ_SLOTS      4096u /* per worker; overflow goes to the injection queue */
+#define NEXT_STREAK_MAX 64    /* runs from the next slot before the queue gets a turn */
+#define INJECT_EVERY    61    /* check the injection queue first every Nth pick */
+#define SPIN_ROUNDS     32    /* steal attempts before parking */
+#define SPIN_PAUSES     32
+#define POLL_EVERY      64 /* runs between reclamation polls */
+
+enum { S_NEW, S_RUNNING, S_STOPPING, S_STOPPED };
+
+struct tri_worker {
+  /* --- immutable after tri_sched_new --- */
+  tri_sched *sched;
+  unsigned id;
+  void *local;
+  ck_ring_buffer_t *runq_slots;
+
+  /* --- owner only --- */
+  tri_task *next;
+  unsigned next_streak;
+  unsigned tick;
+  unsigned since_poll;
+  uint64_t rng;
+  pthread_t thread;
+  bool thread_started;
+
+  /* --- the run queue: owner enqueues, owner and thieves dequeue --- */
+  struct ck_ring runq;
+
+  /* --- single writer (owner), atomic so others may read --- */
+  _Atomic uint64_t qs; /* QSBR: 0 = offline, else the epoch seen last */
+  _Atomic uint64_t sent, done;
+  _Atomic uint64_t runs, steals, parks, wakes;
+
+  /* --- under sched->park_lock --- */
+  pthread_cond_t cond;
+  bool parked, woken;
+};
+
+struct tri_sched {
+  tri_sched_ops ops;
+  unsigned n;
+  tri_worker *workers;
+  _Atomic int state;
+
+  /* Injection queue: intrusive FIFO through tri_task.inject_next. */
+  pthread_mutex_t inject_lock;
+  tri_task *inject_head, *inject_tail;
+  _Atomic size_t inject_len;
+
+  /* Parking. nparked is written under park_lock, read anywhere. */
+  pthread_mutex_t park_lock;
+  pthread_cond_t quiet_cond;
+  _Atomic unsigned nparked;
+  unsigned nstack;
+  tri_worker **stack;
+
+  /* Work done by non-worker threads (and by the owner after stop). */
+  _Atomic uint64_t ext_sent, ext_done;
+
+  /* QSBR. */
+  _Atomic uint64_t gp;
+  pthread_mutex_t limbo_lock;
+  tri_deferred *limbo_head, *limbo_tail;
+  _Atomic size_t limbo_len;
+  pthread_rwlock_t ext_lock;
+};
+
+static _Thread_local tri_worker *tls_worker;
+
+/* ------------------------------------------------------------ accessors */
+
+unsigned tri_sched_threads(const tri_sched *s) { return s->n; }
+bool tri_sched_started(const tri_sched *s) {
+  return atomic_load_explicit(&s->state, memory_order_acquire) != S_NEW;
+}
+bool tri_sched_stopping(const tri_sched *s) {
+  return atomic_load_explicit(&s->state, memory_order_acquire) >= S_STOPPING;
+}
+tri_worker *tri_sched_self(const tri_sched *s) {
+  tri_worker *w = tls_worker;
+  return w != NULL && w->sched == s ? w : NULL;
+}
+unsigned tri_worker_id(const tri_worker *w) { return w->id; }
+void *tri_worker_local(tri_worker *w) { return w->local; }
+tri_sched *tri_worker_sched(tri_worker *w) { return w->sched; }
+tri_worker *tri_sched_worker(tri_sched *s, unsigned i) { return i < s->n ? &s->workers[i] : NULL; }
+
+/* ------------------------------------------------------------ counters */
+
+void tri_sched_count_sent(tri_sched *s, tri_worker *w, uint64_t n) {
+  if (w != NULL)
+    tri_ctr_add(&w->sent, n);
+  else
+    atomic_fetch_add_explicit(&s->ext_sent, n, memory_order_seq_cst);
+}
+
+void tri_sched_uncount_sent(tri_sched *s, tri_worker *w, uint64_t n) {
+  if (w != NULL)
+    tri_ctr_add(&w->sent, (uint64_t)0 - n);
+  else
+    atomic_fetch_sub_explicit(&s->ext_sent, n, memory_order_seq_cst);
+}
+
+void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n) {
+  if (w != NULL)
+    tri_ctr_add(&w->done, n);
+  else
+    atomic_fetch_add_explicit(&s->ext_done, n, memory_order_relaxed);
+}
+
+uint64_t tri_sched_sent_total(tri_sched *s) {
+  uint64_t t = atomic_load_explicit(&s->ext_sent, memory_order_seq_cst);
+  for (unsigned i = 0; i < s->n; i++)
+    t += atomic_load_explicit(&s->workers[i].sent, memory_order_relaxed);
+  return t;
+}
+
+uint64_t tri_sched_done_total(tri_sched *s) {
+  uint64_t t = atomic_load_explicit(&s->ext_done, memory_order_relaxed);
+  for (unsigned i = 0; i < s->n; i++)
+    t += atomic_load_explicit(&s->workers[i].done, memory_order_relaxed);
+  return t;
+}
+
+void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out) {
+  tri_worker *w = &s->workers[i];
+  out->runs = atomic_load_explicit(&w->runs, memory_order_relaxed);
+  out->steals = atomic_load_explicit(&w->steals, memory_order_relaxed);
+  out->parks = atomic_load_explicit(&w->parks, memory_order_relaxed);
+  out->wakes = atomic_load_explicit(&w->wakes, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ waking */
+
+/* Wake one parked worker, if any. Callers have made work stealable and
+ * issued a seq_cst fence (see "Parking" above). */
+static void wake_one(tri_sched *s) {
+  if (atomic_load_explicit(&s->nparked, memory_order_relaxed) == 0)
+    return;
+  pthread_mutex_lock(&s->park_lock);
+  if (s->nstack > 0) {
+    tri_worker *w = s->stack[--s->nstack];
+    w->parked = false;
+    w->woken = true;
+    atomic_store_explicit(&s->nparked, s->nstack, memory_order_relaxed);
+    pthread_cond_signal(&w->cond);
+  }
+  pthread_mutex_unlock(&s->park_lock);
+}
+
+static void inject_push(tri_sched *s, tri_task *t) {
+  pthread_mutex_lock(&s->inject_lock);
+  t->inject_next = NULL;
+  if (s->inject_tail != NULL)
+    s->inject_tail->inject_next = t;
+  else
+    s->inject_head = t;
+  s->inject_tail = t;
+  atomic_store_explicit(&s->inject_len,
+                        atomic_load_explicit(&s->inject_len, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  pthread_mutex_unlock(&s->inject_lock);
+  /* Seq_cst fence: pairs with the fence in park() (Dekker on inject_len vs
+   * nparked). */
+  atomic_thread_fence(memory_order_seq_cst);
+  wake_one(s);
+}
+
+static tri_task *inject_pop(tri_sched *s) {
+  if (atomic_load_explicit(&s->inject_len, memory_order_relaxed) == 0)
+    return NULL;
+  pthread_mutex_lock(&s->inject_lock);
+  tri_task *t = s->inject_head;
+  if (t != NULL) {
+    s->inject_head = t->inject_next;
+    if (s->inject_head == NULL)
+      s->inject_tail = NULL;
+    t->inject_next = NULL;
+    atomic_store_explicit(&s->inject_len,
+                          atomic_load_explicit(&s->inject_len, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&s->inject_lock);
+  return t;
+}
+
+/* Owner only: append to the stealable queue, or inject when it is full. */
+static void runq_push(tri_worker *w, tri_task *t) {
+  TRI_TSAN_RELEASE(t);
+  if (!ck_ring_enqueue_spmc(&w->runq, w->runq_slots, t))
+    inject_push(w->sched, t);
+}
+
+/* Owner only: `t` just became runnable on this worker (see "Run queues"). */
+static void push_local(tri_worker *w, tri_task *t) {
+  if (w->next == NULL) {
+    w->next = t;
+    return;
+  }
+  tri_task *old = w->next;
+  w->next = t;
+  runq_push(w, old);
+  /* Seq_cst fence: the ring publish above must be visible before we read
+   * nparked; pairs with the fence in park(). */
+  atomic_thread_fence(memory_order_seq_cst);
+  wake_one(w->sched);
+}
+
+void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *t) {
+  /* Seq_cst fence: orders the caller's publication before the state load;
+   * the heart of the no-lost-wake-up argument at the top of this file. */
+  atomic_thread_fence(memory_order_seq_cst);
+  uint32_t st = atomic_load_explicit(&t->state, memory_order_relaxed);
+
+  for (;;) {
+    if (st & TRI_TASK_DEAD)
+      return;
+    if (st & TRI_TASK_SCHEDULED) {
+      if (st & TRI_TASK_NOTIFY)
+        return;
+      /* Seq_cst: pairs with the worker's CAS to IDLE / fetch_and. */
+      if (atomic_compare_exchange_weak_explicit(&t->state, &st, st | TRI_TASK_NOTIFY,
+                                                memory_order_seq_cst, memory_order_relaxed))
+        return;
+      continue;
+    }
+    /* Acquire: we take ownership; the previous run's writes (released by
+     * its CAS to IDLE) happen before whoever we hand the task to. */
+    if (atomic_compare_exchange_weak_explicit(&t->state, &st, TRI_TASK_SCHEDULED,
+                                              memory_order_seq_cst, memory_order_relaxed)) {
+      if (w != NULL && !tri_sched_stopping(s))
+        push_local(w, t);
+      else
+        inject_push(s, t);
+      return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------ QSBR */
+
+static void qs_online(tri_sched *s, tri_worker *w) {
+  /* Seq_cst store then fence: a reclaimer that read us as offline (0) comes
+   * earlier in the total order, so our later lookups see its unpublishing. */
+  atomic_store_explicit(&w->qs, atomic_load_explicit(&s->gp, memory_order_seq_cst),
+                        memory_order_seq_cst);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+static void qs_offline(tri_worker *w) {
+  /* Release: our accesses to tasks happen before a reclaimer that acquires
+   * this 0 and frees them. */
+  atomic_store_explicit(&w->qs, 0, memory_order_seq_cst);
+}
+
+static void qs_point(tri_sched *s, tri_worker *w) {
+  uint64_t g = atomic_load_explicit(&s->gp, memory_order_acquire);
+  if (atomic_load_explicit(&w->qs, memory_order_relaxed) != g)
+    /* Release: pairs with the acquire load in reclaim_poll. */
+    atomic_store_explicit(&w->qs, g, memory_order_release);
+}
+
+void tri_sched_defer(tri_worker *w, tri_deferred *d, void (*fn)(tri_deferred *, tri_worker *)) {
+  tri_sched *s = w->sched;
+  d->fn = fn;
+  d->next = NULL;
+  pthread_mutex_lock(&s->limbo_lock);
+  /* Seq_cst: the caller's unpublishing store comes before this increment. */
+  d->epoch = atomic_fetch_add_explicit(&s->gp, 1, memory_order_seq_cst) + 1;
+  if (s->limbo_tail != NULL)
+    s->limbo_tail->next = d;
+  else
+    s->limbo_head = d;
+  s->limbo_tail = d;
+  atomic_fetch_add_explicit(&s->limbo_len, 1, memory_order_relaxed);
+  pthread_mutex_unlock(&s->limbo_lock);
+}
+
+static void run_batch(tri_sched *s, tri_deferred *d, tri_worker *w) {
+  if (d == NULL)
+    return;
+  /* Barrier against non-worker readers that looked the objects up before
+   * they were unpublished: wait for every such read section to end. */
+  pthread_rwlock_wrlock(&s->ext_lock);
+  pthread_rwlock_unlock(&s->ext_lock);
+  while (d != NULL) {
+    tri_deferred *next = d->next;
+    d->fn(d, w);
+    d = next;
+  }
+}
+
+static void reclaim_poll(tri_sched *s, tri_worker *w) {
+  if (atomic_load_explicit(&s->limbo_len, memory_order_relaxed) == 0)
+    return;
+  uint64_t min = UINT64_MAX;
+  for (unsigned i = 0; i < s->n; i++) {
+    /* Acquire: pairs with the release stores in qs_point/qs_offline. */
+    uint64_t q = atomic_load_explicit(&s->workers[i].qs, memory_order_seq_cst);
+    if (q != 0 && q < min)
+      min = q;
+  }
+  tri_deferred *batch = NULL, **tail = &batch;
+  size_t taken = 0;
+  pthread_mutex_lock(&s->limbo_lock);
+  /* Epochs are assigned under this lock, so the list is in epoch order. */
+  while (s->limbo_head != NULL && s->limbo_head->epoch <= min) {
+    tri_deferred *d = s->limbo_head;
+    s->limbo_head = d->next;
+    d->next = NULL;
+    *tail = d;
+    tail = &d->next;
+    taken++;
+  }
+  if (s->limbo_head == NULL)
+    s->limbo_tail = NULL;
+  atomic_fetch_sub_explicit(&s->limbo_len, taken, memory_order_relaxed);
+  pthread_mutex_unlock(&s->limbo_lock);
+  run_batch(s, batch, w);
+}
+
+void tri_sched_run_deferred(tri_sched *s) {
+  pthread_mutex_lock(&s->limbo_lock);
+  tri_deferred *batch = s->limbo_head;
+  s->limbo_head = s->limbo_tail = NULL;
+  atomic_store_explicit(&s->limbo_len, 0, memory_order_relaxed);
+  pthread_mutex_unlock(&s->limbo_lock);
+  run_batch(s, batch, NULL);
+}
+
+void tri_sched_ext_enter(tri_sched *s) { pthread_rwlock_rdlock(&s->ext_lock); }
+void tri_sched_ext_leave(tri_sched *s) { pthread_rwlock_unlock(&s->ext_lock); }
+
+/* ------------------------------------------------------------ workers */
+
+static uint64_t xorshift(uint64_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+  return *x;
+}
+
+static tri_task *steal(tri_sched *s, tri_worker *w) {
+  if (s->n < 2)
+    return NULL;
+  unsigned start = (unsigned)(xorshift(&w->rng) % s->n);
+  for (unsigned i = 0; i < s->n; i++) {
+    tri_worker *v = &s->workers[(start + i) % s->n];
+    void *t;
+    if (v == w)
+      continue;
+    /* MC dequeue on the victim's SPMC ring: the CAS on c_head makes us and
+     * the owner agree on who took which task. */
+    if (ck_ring_size(&v->runq) != 0 && ck_ring_trydequeue_spmc(&v->runq, v->runq_slots, &t)) {
+      TRI_TSAN_ACQUIRE(t);
+      tri_ctr_add(&w->steals, 1);
+      return t;
+    }
+  }
+  return NULL;
+}
+
+static tri_task *find_local(tri_sched *s, tri_worker *w) {
+  void *t;
+
+  if (w->next != NULL) {
+    if (w->next_streak < NEXT_STREAK_MAX || ck_ring_size(&w->runq) == 0) {
+      t = w->next;
+      w->next = NULL;
+      w->next_streak++;
+      return t;
+    }
+    /* Fairness: the slot had its turns; queue it behind the others. */
+    runq_push(w, w->next);
+    w->next = NULL;
+  }
+  w->next_streak = 0;
+  if (++w->tick % INJECT_EVERY == 0 && (t = inject_pop(s)) != NULL)
+    return t;
+  if (ck_ring_dequeue_spmc(&w->runq, w->runq_slots, &t)) {
+    TRI_TSAN_ACQUIRE(t);
+    return t;
+  }
+  return inject_pop(s);
+}
+
+static bool work_visible(tri_sched *s) {
+  if (atomic_load_explicit(&s->inject_len, memory_order_relaxed) != 0)
+    return true;
+  for (unsigned i = 0; i < s->n; i++)
+    if (ck_ring_size(&s->workers[i].runq) != 0)
+      return true;
+  return false;
+}
+
+static bool quiescent_locked(tri_sched *s) {
+  return atomic_load_explicit(&s->nparked, memory_order_relaxed) == s->n &&
+         tri_sched_sent_total(s) == tri_sched_done_total(s);
+}
+
+/* Sleep until woken or stopping. Returns with the worker online again. */
+static void park(tri_sched *s, tri_worker *w) {
+  qs_offline(w);
+  pthread_mutex_lock(&s->park_lock);
+  if (tri_sched_stopping(s)) {
+    pthread_mutex_unlock(&s->park_lock);
+    qs_online(s, w);
+    return;
+  }
+  w->parked = true;
+  w->woken = false;
+  s->stack[s->nstack++] = w;
+  atomic_store_explicit(&s->nparked, s->nstack, memory_order_relaxed);
+  pthread_mutex_unlock(&s->park_lock);
+
+  /* Seq_cst fence: pairs with the fences after every push (Dekker). */
+  atomic_thread_fence(memory_order_seq_cst);
+  bool found = work_visible(s);
+  if (!found)
+    reclaim_poll(s, w);
+
+  pthread_mutex_lock(&s->park_lock);
+  if (!found) {
+    if (quiescent_locked(s))
+      pthread_cond_broadcast(&s->quiet_cond);
+    tri_ctr_add(&w->parks, 1);
+    while (!w->woken && !tri_sched_stopping(s))
+      pthread_cond_wait(&w->cond, &s->park_lock);
+    if (w->woken)
+      tri_ctr_add(&w->wakes, 1);
+  }
+  if (w->parked) { /* not popped by a waker: take ourselves off the stack */
+    for (unsigned i = 0; i < s->nstack; i++) {
+      if (s->stack[i] == w) {
+        s->stack[i] = s->stack[--s->nstack];
+        break;
+      }
+    }
+    w->parked = false;
+    atomic_store_explicit(&s->nparked, s->nstack, memory_order_relaxed);
+  }
+  w->woken = false;
+  pthread_mutex_unlock(&s->park_lock);
+  qs_online(s, w);
+}
+
+static tri_task *find_work(tri_sched *s, tri_worker *w) {
+  tri_task *t = find_local(s, w);
+  if (t != NULL)
+    return t;
+  for (int round = 0; round < SPIN_ROUNDS; round++) {
+    if ((t = steal(s, w)) != NULL || (t = inject_pop(s)) != NULL)
+      return t;
+    if (tri_sched_stopping(s))
+      return NULL;
+    for (int i = 0; i < SPIN_PAUSES; i++)
+      ck_pr_stall();
+    if (round >= SPIN_ROUNDS / 2)
+      sched_yield();
+  }
+  return NULL;
+}
+
+/* The run finished with nothing takeable: let go of the task, unless a
+ * producer flagged NOTIFY meanwhile and there is work after all. */
+static bool release_task(tri_sched *s, tri_task *t) {
+  for (;;) {
+    uint32_t expect = TRI_TASK_SCHEDULED;
+    /* Seq_cst (release part: this run's writes to the task happen before
+     * the next owner's acquire CAS in tri_sched_notify). */
+    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, TRI_TASK_IDLE,
+                                                memory_order_seq_cst, memory_order_seq_cst))
+      return true;
+    /* NOTIFY was set: clear it (still the owner) and look again. */
+    atomic_fetch_and_explicit(&t->state, ~(uint32_t)TRI_TASK_NOTIFY, memory_order_seq_cst);
+    if (s->ops.ready(t, s->ops.arg))
+      return false;
+  }
+}
+
+static void after_run(tri_sched *s, tri_worker *w, tri_task *t, tri_run_result r) {
+  if (r == TRI_RUN_DEAD)
+    return;
+  if (r == TRI_RUN_EMPTY && release_task(s, t))
+    return;
+  /* More work: behind whatever else waits here. Wake a helper only when
+   * something else is waiting too. */
+  runq_push(w, t);
+  if (w->next != NULL || ck_ring_size(&w->runq) > 1) {
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_one(s);
+  }
+}
+
+static void *worker_main(void *arg) {
+  tri_worker *w = arg;
+  tri_sched *s = w->sched;
+
+  tls_worker = w;
+  if (s->ops.worker_start != NULL)
+    s->ops.worker_start(w, w->local, s->ops.arg);
+  qs_online(s, w);
+  while (!tri_sched_stopping(s)) {
+    tri_task *t = find_work(s, w);
+    if (t == NULL) {
+      park(s, w);
+      continue;
+    }
+    tri_ctr_add(&w->runs, 1);
+    after_run(s, w, t, s->ops.run(w, t, s->ops.arg));
+    qs_point(s, w);
+    if (++w->since_poll >= POLL_EVERY) {
+      w->since_poll = 0;
+      reclaim_poll(s, w);
+    }
+  }
+  /* Tasks still queued here stay SCHEDULED and are never run again; the
+   * layer above disposes of them (and their mail) at free. */
+  qs_offline(w);
+  if (s->ops.worker_stop != NULL)
+    s->ops.worker_stop(w, w->local, s->ops.arg);
+  tls_worker = NULL;
+  return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size, tri_sched **out) {
+  if (nthreads == 0 || ops == NULL || ops->run == NULL || ops->ready == NULL || out == NULL)
+    return EINVAL;
+  tri_sched *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return ENOMEM;
+  s->ops = *ops;
+  s->n = nthreads;
+  s->workers = calloc(nthreads, sizeof *s->workers);
+  s->stack = calloc(nthreads, sizeof *s->stack);
+  if (s->workers == NULL || s->stack == NULL)
+    goto nomem;
+  for (unsigned i = 0; i < nthreads; i++) {
+    tri_worker *w = &s->workers[i];
+    w->sched = s;
+    w->id = i;
+    w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+    w->runq_slots = calloc(RUNQ_SLOTS, sizeof *w->runq_slots);
+    w->local = local_size ? calloc(1, local_size) : NULL;
+    if (w->runq_slots == NULL || (local_size && w->local == NULL))
+      goto nomem;
+    ck_ring_init(&w->runq, RUNQ_SLOTS);
+    pthread_cond_init(&w->cond, NULL);
+  }
+  pthread_mutex_init(&s->inject_lock, NULL);
+  pthread_mutex_init(&s->park_lock, NULL);
+  pthread_cond_init(&s->quiet_cond, NULL);
+  pthread_mutex_init(&s->limbo_lock, NULL);
+  pthread_rwlock_init(&s->ext_lock, NULL);
+  atomic_init(&s->gp, 1);
+  atomic_init(&s->state, S_NEW);
+  *out = s;
+  return 0;
+nomem:
+  if (s->workers != NULL) {
+    for (unsigned i = 0; i < nthreads; i++) {
+      free(s->workers[i].runq_slots);
+      free(s->workers[i].local);
+    }
+  }
+  free(s->workers);
+  free(s->stack);
+  free(s);
+  return ENOMEM;
+}
+
+int tri_sched_start(tri_sched *s) {
+  int expect = S_NEW;
+  if (!atomic_compare_exchange_strong(&s->state, &expect, S_RUNNING))
+    return EALREADY;
+  for (unsigned i = 0; i < s->n; i++) {
+    int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    if (rc != 0) {
+      tri_sched_stop(s);
+      return rc;
+    }
+    s->workers[i].thread_started = true;
+  }
+  return 0;
+}
+
+void tri_sched_stop(tri_sched *s) {
+  int st = atomic_load(&s->state);
+  if (st == S_STOPPED)
+    return;
+  pthread_mutex_lock(&s->park_lock);
+  atomic_store(&s->state, S_STOPPING);
+  for (unsigned i = 0; i < s->n; i++)
+    pthread_cond_signal(&s->workers[i].cond);
+  pthread_cond_broadcast(&s->quiet_cond);
+  pthread_mutex_unlock(&s->park_lock);
+  for (unsigned i = 0; i < s->n; i++) {
+    if (s->workers[i].thread_started) {
+      pthread_join(s->workers[i].thread, NULL);
+      s->workers[i].thread_started = false;
+    }
+  }
+  atomic_store(&s->state, S_STOPPED);
+}
+
+int tri_sched_wait(tri_sched *s, uint64_t timeout_ms) {
+  struct timespec deadline;
+  int rc = 0;
+
+  if (timeout_ms != UINT64_MAX) {
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ms / 1000);
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_lock(&s->park_lock);
+  while (!tri_sched_stopping(s) && !quiescent_locked(s)) {
+    if (timeout_ms == UINT64_MAX) {
+      pthread_cond_wait(&s->quiet_cond, &s->park_lock);
+    } else if (pthread_cond_timedwait(&s->quiet_cond, &s->park_lock, &deadline) == ETIMEDOUT) {
+      rc = quiescent_locked(s) ? 0 : ETIMEDOUT;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->park_lock);
+  return rc;
+}
+
+void tri_sched_free(tri_sched *s) {
+  if (s == NULL)
+    return;
+  tri_sched_stop(s);
+  tri_sched_run_deferred(s);
+  for (unsigned i = 0; i < s->n; i++) {
+    free(s->workers[i].runq_slots);
+    free(s->workers[i].local);
+    pthread_cond_destroy(&s->workers[i].cond);
+  }
+  pthread_mutex_destroy(&s->inject_lock);
+  pthread_mutex_destroy(&s->park_lock);
+  pthread_cond_destroy(&s->quiet_cond);
+  pthread_mutex_destroy(&s->limbo_lock);
+  pthread_rwlock_destroy(&s->ext_lock);
+  free(s->workers);
+  free(s->stack);
+  free(s);
+}

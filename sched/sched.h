@@ -1,0 +1,140 @@
+/*
+ * sched.h - worker threads, run queues, work stealing, parking, quiescence,
+ * and deferred reclamation (QSBR) for the things they schedule.
+ *
+ * The scheduler runs "tasks" (actors, to the layer above) through callbacks;
+ * it knows nothing of messages. Its one contract with a task is the state
+ * word below and the two callbacks in tri_sched_ops.
+ */
+#ifndef TROUPE_SCHED_H
+#define TROUPE_SCHED_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tri_sched tri_sched;
+typedef struct tri_worker tri_worker;
+
+/*
+ * Task state word. IDLE (0): on no queue, not running. SCHEDULED: on exactly
+ * one run queue or being run by exactly one worker. NOTIFY: set by a producer
+ * that published work while the task was SCHEDULED, so the running worker
+ * re-checks before letting go. DEAD: never scheduled again.
+ */
+enum {
+  TRI_TASK_IDLE = 0u,
+  TRI_TASK_SCHEDULED = 1u,
+  TRI_TASK_NOTIFY = 2u,
+  TRI_TASK_DEAD = 4u,
+};
+
+typedef struct tri_task {
+  _Atomic uint32_t state;
+  struct tri_task *inject_next; /* injection-queue link, under its lock */
+} tri_task;
+
+static inline void tri_task_init(tri_task *t) {
+  atomic_init(&t->state, TRI_TASK_IDLE);
+  t->inject_next = NULL;
+}
+
+typedef enum tri_run_result {
+  TRI_RUN_MORE,  /* batch limit reached, work remains: requeue */
+  TRI_RUN_EMPTY, /* nothing takeable now: try to go idle */
+  TRI_RUN_DEAD,  /* the task set TRI_TASK_DEAD and must not be touched again */
+} tri_run_result;
+
+typedef struct tri_sched_ops {
+  /* Run one batch of `task` on worker `w` (which owns it right now). */
+  tri_run_result (*run)(tri_worker *w, tri_task *task, void *arg);
+  /* Owner-side precise check: can the task make progress now? */
+  bool (*ready)(tri_task *task, void *arg);
+  /* Per-worker local area lifecycle, on the worker's thread (may be NULL). */
+  void (*worker_start)(tri_worker *w, void *local, void *arg);
+  void (*worker_stop)(tri_worker *w, void *local, void *arg);
+  void *arg;
+} tri_sched_ops;
+
+/* A node for deferred reclamation; embed it in what must outlive readers. */
+typedef struct tri_deferred {
+  struct tri_deferred *next;
+  uint64_t epoch;
+  void (*fn)(struct tri_deferred *d, tri_worker *w);
+} tri_deferred;
+
+typedef struct tri_worker_stats {
+  uint64_t runs, steals, parks, wakes;
+} tri_worker_stats;
+
+int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size, tri_sched **out);
+/* Start the threads; 0 or an errno value (no thread left running). */
+int tri_sched_start(tri_sched *s);
+/* Ask the workers to exit and join them. Idempotent. */
+void tri_sched_stop(tri_sched *s);
+/* After tri_sched_stop: run every pending deferred callback (w = NULL). */
+void tri_sched_run_deferred(tri_sched *s);
+/* Free (stops first and runs deferred callbacks if still needed). */
+void tri_sched_free(tri_sched *s);
+
+unsigned tri_sched_threads(const tri_sched *s);
+bool tri_sched_started(const tri_sched *s);
+bool tri_sched_stopping(const tri_sched *s);
+
+/* The worker of `s` running on this thread, or NULL. */
+tri_worker *tri_sched_self(const tri_sched *s);
+unsigned tri_worker_id(const tri_worker *w);
+void *tri_worker_local(tri_worker *w);
+tri_sched *tri_worker_sched(tri_worker *w);
+
+/* The worker with index i (0 <= i < threads), e.g. to reach its local area
+ * after the workers stopped. */
+tri_worker *tri_sched_worker(tri_sched *s, unsigned i);
+
+/*
+ * Producer side, after publishing work for `task`: make it runnable if it is
+ * idle (onto `w`'s queue when called on worker `w`, else onto the injection
+ * queue), or flag NOTIFY if it is running. Any thread; `w` must be
+ * tri_sched_self(s).
+ */
+void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *task);
+
+/*
+ * Quiescence accounting: every unit of work (a message, a stop request) is
+ * counted once when it is accepted (tri_sched_count_sent, any thread; `w` is
+ * tri_sched_self(s)) and once when it is disposed of (tri_sched_count_done,
+ * on a worker, or with w NULL from the owner once workers are stopped).
+ */
+void tri_sched_count_sent(tri_sched *s, tri_worker *w, uint64_t n);
+void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n);
+void tri_sched_uncount_sent(tri_sched *s, tri_worker *w, uint64_t n);
+
+/* Block until quiescent or stopping. timeout_ms = UINT64_MAX: no limit.
+ * Returns 0, or ETIMEDOUT. */
+int tri_sched_wait(tri_sched *s, uint64_t timeout_ms);
+
+/*
+ * Deferred reclamation (quiescent-state-based). After unpublishing an object
+ * (no new reader can find it), a worker defers its reclamation: `fn` runs,
+ * on some worker or at tri_sched_free, once every worker has passed a
+ * quiescent point (between task runs, or parked) and every external reader
+ * section that began before has ended. Worker only.
+ */
+void tri_sched_defer(tri_worker *w, tri_deferred *d, void (*fn)(tri_deferred *, tri_worker *));
+
+/* External (non-worker) read-side section around a lookup and its use. */
+void tri_sched_ext_enter(tri_sched *s);
+void tri_sched_ext_leave(tri_sched *s);
+
+void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out);
+uint64_t tri_sched_sent_total(tri_sched *s);
+uint64_t tri_sched_done_total(tri_sched *s);
+
+/* Relaxed counter bump for a counter with a single writer: a plain add that
+ * readers on other threads may load atomically (no locked instruction). */
+static inline void tri_ctr_add(_Atomic uint64_t *c, uint64_t n) {
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+#endif /* TROUPE_SCHED_H */

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One command: install dependencies, build from scratch, run the test suite.
+#   tools/check.sh             normal build (-Werror), then the same suite
+#                              under AddressSanitizer + UBSan
+#   tools/check.sh --quick     normal build only
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+"$root/tools/install-deps.sh"
+
+run_suite() { # name, extra cmake args...
+  local name=$1; shift
+  local build="$root/build-check/$name"
+  rm -rf "$build"
+  echo "== $name build"
+  cmake -S "$root" -B "$build" -DTROUPE_WERROR=ON "$@" >/dev/null
+  cmake --build "$build" -j "$(nproc)" >/dev/null
+  echo "== $name tests"
+  (cd "$build" && ctest --output-on-failure -j 2)
+}
+
+run_suite normal -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "$quick" -eq 0 ]; then
+  run_suite asan -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=address
+fi

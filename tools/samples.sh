@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command for a new user: install dependencies, build, run the samples.
+#   tools/samples.sh [build-dir]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$root/build}"
+"$root/tools/install-deps.sh"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+echo "== counter: producer actors and threads increment one counter actor"
+"$build/samples/counter" -n 1000000
