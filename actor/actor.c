@@ -40,47 +40,45 @@ void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason w
 }
 
 /* Turn everything takeable in a's mailbox into dead letters; returns count. */
-static uint64_t drain(tri_actor *a, tri_worker *w, tr_dead_reason why) {
+static uint64_t drain(tr_system *sys, tri_actor *a, tri_worker *w, tr_dead_reason why) {
   uint64_t n = 0;
   tri_mbnode *node;
 
   while ((node = tri_mailbox_pop_sc(&a->mb)) != NULL) {
-    tri_dead_letter(a->sys, w, (tri_msg *)node, why);
+    tri_dead_letter(sys, w, (tri_msg *)node, why);
     n++;
   }
   tri_mailbox_end_sc(&a->mb);
   return n;
 }
 
-/* A pending stop request was counted as accepted work; count it done. */
-static uint64_t close_stop_request(tri_actor *a) {
-  uint32_t old = atomic_exchange_explicit(&a->stop_req, TRI_STOP_DEAD, memory_order_acq_rel);
-  return old != 0 && old != TRI_STOP_DEAD ? 1 : 0;
+static bool stop_requested(tri_actor *a, memory_order mo) {
+  return (atomic_load_explicit(&a->task.state, mo) & TRI_ACTOR_STOP) != 0;
 }
 
-static void reclaim(tri_deferred *d, tri_worker *w) {
+void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg) {
   tri_actor *a = (tri_actor *)((char *)d - offsetof(tri_actor, u.dead));
-  tr_system *sys = a->sys;
-  uint64_t n = drain(a, w, TR_DEAD_STOPPED);
+  tr_system *sys = arg;
+  uint64_t n = drain(sys, a, w, TR_DEAD_STOPPED);
 
-  n += close_stop_request(a);
   if (n != 0)
     tri_sched_count_done(sys->sched, w, n);
   free(a);
 }
 
-static void actor_die(tri_worker *w, tri_actor *a, uint64_t *done) {
-  tr_system *sys = a->sys;
-
-  /* Seq_cst: after this, tri_sched_notify never pushes the task again. */
-  atomic_fetch_or_explicit(&a->task.state, TRI_TASK_DEAD, memory_order_seq_cst);
+static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *done) {
+  /* Seq_cst: after this, tri_sched_notify never pushes the task again, and
+   * tr_stop sees DEAD. A stop request that was pending was counted as
+   * accepted work (for quiescence): it is retired here. */
+  uint32_t old = atomic_fetch_or_explicit(&a->task.state, TRI_TASK_DEAD, memory_order_seq_cst);
+  if (old & TRI_ACTOR_STOP)
+    ++*done;
   tri_registry_remove(&sys->reg, a);
   if (a->fini != NULL)
     a->fini(a->u.live.state);
-  *done += drain(a, w, TR_DEAD_STOPPED);
-  *done += close_stop_request(a);
+  *done += drain(sys, a, w, TR_DEAD_STOPPED);
   atomic_fetch_add_explicit(&sys->stopped, 1, memory_order_relaxed);
-  tri_sched_defer(w, &a->u.dead, reclaim);
+  tri_sched_defer(w, &a->u.dead);
 }
 
 /* ------------------------------------------------------------ running */
@@ -88,8 +86,7 @@ static void actor_die(tri_worker *w, tri_actor *a, uint64_t *done) {
 bool tri_actor_ready(tri_task *t, void *arg) {
   (void)arg;
   tri_actor *a = actor_of(t);
-  return atomic_load_explicit(&a->stop_req, memory_order_acquire) != 0 ||
-         tri_mailbox_ready_sc(&a->mb);
+  return stop_requested(a, memory_order_acquire) || tri_mailbox_ready_sc(&a->mb);
 }
 
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
@@ -115,8 +112,8 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch; i++) {
     /* Relaxed is enough: the request was published to us through the
      * scheduler (the notify CAS and the run-queue hand-off). */
-    if (atomic_load_explicit(&a->stop_req, memory_order_relaxed) != 0) {
-      actor_die(w, a, &done);
+    if (stop_requested(a, memory_order_relaxed)) {
+      actor_die(sys, w, a, &done);
       result = TRI_RUN_DEAD;
       break;
     }
@@ -130,7 +127,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
     done++;
     if (st != TR_OK) {
       tri_dead_letter(sys, w, m, TR_DEAD_FAILED);
-      actor_die(w, a, &done);
+      actor_die(sys, w, a, &done);
       result = TRI_RUN_DEAD;
       break;
     }
@@ -141,7 +138,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
       ctx.next_behaviour = NULL;
     }
     if (ctx.stop_self) {
-      actor_die(w, a, &done);
+      actor_die(sys, w, a, &done);
       result = TRI_RUN_DEAD;
       break;
     }
@@ -156,14 +153,13 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
 
 /* At tr_system_free, workers stopped: dispose of one live actor. */
 void tri_actor_shutdown(tri_actor *a, void *arg) {
-  (void)arg;
-  tr_system *sys = a->sys;
+  tr_system *sys = arg;
   uint64_t n;
 
   if (a->fini != NULL)
     a->fini(a->u.live.state);
-  n = drain(a, NULL, TR_DEAD_SHUTDOWN);
-  n += close_stop_request(a);
+  n = drain(sys, a, NULL, TR_DEAD_SHUTDOWN);
+  n += stop_requested(a, memory_order_relaxed);
   if (n != 0)
     tri_sched_count_done(sys->sched, NULL, n);
   free(a);
@@ -192,10 +188,8 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
     return TR_ENOMEM;
   tri_task_init(&a->task);
   tri_mailbox_init(&a->mb, (ck_ring_buffer_t *)(a + 1), slots);
-  a->sys = sys;
   a->name = spec->name;
   a->fini = spec->fini;
-  atomic_init(&a->stop_req, 0);
   a->u.live.behaviour = spec->behaviour;
   a->u.live.state = spec->state_size ? (char *)a + head : NULL;
 
@@ -377,13 +371,13 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
     leave(ctx);
     return TR_ESTALE;
   }
-  /* A stop request is a unit of work for quiescence, counted before it is
-   * visible and counted done by whoever retires it (close_stop_request). */
+  /* A stop request is a unit of work for quiescence: counted before it is
+   * visible, retired by actor_die (or tri_actor_shutdown). */
   tri_sched_count_sent(sys->sched, ctx->w, 1);
-  uint32_t expect = 0;
-  /* Release: pairs with the acquire in tri_actor_ready/close_stop_request. */
-  if (atomic_compare_exchange_strong_explicit(&a->stop_req, &expect, a->gen, memory_order_acq_rel,
-                                              memory_order_acquire)) {
+  /* Seq_cst RMW: either we set the bit before actor_die's fetch_or (which
+   * then sees it and retires it), or we see DEAD. */
+  uint32_t old = atomic_fetch_or_explicit(&a->task.state, TRI_ACTOR_STOP, memory_order_seq_cst);
+  if ((old & (TRI_ACTOR_STOP | TRI_TASK_DEAD)) == 0) {
     atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
     tri_sched_notify(sys->sched, ctx->w, &a->task);
     leave(ctx);
@@ -391,8 +385,8 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
   }
   tri_sched_uncount_sent(sys->sched, ctx->w, 1);
   leave(ctx);
-  /* Already requested (fine, idempotent) or already dead. */
-  return expect == TRI_STOP_DEAD ? TR_ESTALE : TR_OK;
+  /* Already requested (fine: idempotent), or the actor died meanwhile. */
+  return (old & TRI_TASK_DEAD) ? TR_ESTALE : TR_OK;
 }
 
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {

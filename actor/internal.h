@@ -23,9 +23,10 @@ _Noreturn void tri_assert_fail(const char *expr, const char *file, int line, con
 
 /* ------------------------------------------------------------ messages */
 
-#define TRI_STOP_DEAD UINT32_MAX /* stop_req once the actor is gone */
-#define TRI_MSG_HEAP  UINT32_MAX /* owner of a message not from a pool */
-#define TRI_MSG_BLOCK 64u        /* pooled block size */
+/* A stop request: a bit of the task word that the scheduler leaves alone. */
+#define TRI_ACTOR_STOP TRI_TASK_USER
+#define TRI_MSG_HEAP   UINT32_MAX /* owner of a message not from a pool */
+#define TRI_MSG_BLOCK  64u        /* pooled block size */
 
 struct tr_msg {
   tri_mbnode node; /* mailbox link; first, so a node converts to a message */
@@ -64,15 +65,13 @@ typedef struct tri_local {
 /* ------------------------------------------------------------ actors */
 
 typedef struct tri_actor {
-  tri_task task; /* first: the scheduler hands us back tri_task pointers */
+  tri_task task; /* first: the scheduler hands us back tri_task pointers;
+                  * its state word also carries TRI_ACTOR_STOP (any thread) */
   tri_mailbox mb;
   /* --- immutable after spawn --- */
-  tr_system *sys;
   uint32_t idx, gen;
   const char *name;
   void (*fini)(void *state);
-  /* --- any thread: 0, a pending stop request (== gen), or TRI_STOP_DEAD --- */
-  _Atomic uint32_t stop_req;
   /* --- the running worker only --- */
   union {
     struct {
@@ -154,6 +153,7 @@ void tri_pool_flush(tri_worker *w);
 void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason why);
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);
 bool tri_actor_ready(tri_task *t, void *arg);
+void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg);
 void tri_actor_shutdown(tri_actor *a, void *arg);
 
 #endif /* TROUPE_ACTOR_INTERNAL_H */

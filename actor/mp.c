@@ -43,7 +43,8 @@
 #include <string.h>
 
 /* Floats are decoded by copying their big-endian bits into a float/double. */
-_Static_assert(sizeof(float) == 4 && sizeof(double) == 8, "msgpack floats are IEEE 754 binary32/64");
+_Static_assert(sizeof(float) == 4 && sizeof(double) == 8,
+               "msgpack floats are IEEE 754 binary32/64");
 
 /* ------------------------------------------------------------------ reader */
 
@@ -470,7 +471,8 @@ static size_t bin_header_size(size_t len) { return len < 256 ? 2 : len < 65536 ?
  */
 static bool bytes_ok(const tr_val *v) {
   size_t len = v->as.bytes.len;
-  return (v->as.bytes.ptr != NULL || len == 0) && (uint64_t)len <= UINT32_MAX && len <= SIZE_MAX - 5;
+  return (v->as.bytes.ptr != NULL || len == 0) && (uint64_t)len <= UINT32_MAX &&
+         len <= SIZE_MAX - 5;
 }
 
 size_t tri_mp_val_size(const tr_val *v) {
@@ -586,8 +588,8 @@ static bool encoded_size(const tr_val *vals, size_t n, bool as_array, size_t *to
   return true;
 }
 
-TR_API tr_status tr_mp_encode_vals(const tr_val *vals, size_t n, bool as_array, void *buf, size_t cap,
-                                   size_t *len) {
+TR_API tr_status tr_mp_encode_vals(const tr_val *vals, size_t n, bool as_array, void *buf,
+                                   size_t cap, size_t *len) {
   size_t total, written;
   if (!len || (!vals && n > 0) || (!buf && cap > 0) || (!as_array && n != 1))
     return TR_EINVAL;

@@ -65,7 +65,7 @@ tr_status tri_registry_add(tri_registry *r, tri_actor *a) {
   }
   tri_slot *s = slot_at(r, idx);
   uint32_t gen = s->gen + 1;
-  if (gen == 0 || gen == TRI_STOP_DEAD) /* 0 means "no ref"; MAX is a sentinel */
+  if (gen == 0) /* 0 means "no ref" */
     gen = 1;
   s->gen = gen;
   a->idx = idx;

@@ -45,7 +45,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   tri_registry_init(&sys->reg);
   sys->ext = (struct tr_ctx){sys, NULL, NULL, NULL, false, 0};
 
-  tri_sched_ops ops = {.run = tri_actor_run, .ready = tri_actor_ready, .arg = sys};
+  tri_sched_ops ops = {.run = tri_actor_run, .ready = tri_actor_ready, .reclaim = tri_actor_reclaim, .arg = sys};
   if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
     tri_registry_destroy(&sys->reg);
     free(sys);
@@ -94,7 +94,7 @@ TR_API void tr_system_free(tr_system *sys) {
   tri_sched_stop(sys->sched);
   atomic_store_explicit(&sys->freeing, true, memory_order_release);
   tri_sched_run_deferred(sys->sched);
-  tri_registry_each(&sys->reg, tri_actor_shutdown, NULL);
+  tri_registry_each(&sys->reg, tri_actor_shutdown, sys);
   for (unsigned i = 0; i < sys->cfg.threads; i++) {
     tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
     tri_pool_destroy(&l->pool, sys->cfg.threads);

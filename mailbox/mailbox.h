@@ -13,6 +13,10 @@
 #define TROUPE_MAILBOX_H
 
 #include <ck_ring.h>
+
+/* See the top-level CMakeLists.txt: troupe builds ck_ring with 32-byte
+ * padding and never links libck, so no compiled ck code sees the layout. */
+_Static_assert(CK_MD_CACHELINE == 32, "build troupe with -DCK_MD_CACHELINE=32");
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>

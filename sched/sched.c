@@ -300,7 +300,7 @@ void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *t) {
     }
     /* Acquire: we take ownership; the previous run's writes (released by
      * its CAS to IDLE) happen before whoever we hand the task to. */
-    if (atomic_compare_exchange_weak_explicit(&t->state, &st, TRI_TASK_SCHEDULED,
+    if (atomic_compare_exchange_weak_explicit(&t->state, &st, st | TRI_TASK_SCHEDULED,
                                               memory_order_seq_cst, memory_order_relaxed)) {
       if (w != NULL && !tri_sched_stopping(s))
         push_local(w, t);
@@ -334,9 +334,8 @@ static void qs_point(tri_sched *s, tri_worker *w) {
     atomic_store_explicit(&w->qs, g, memory_order_release);
 }
 
-void tri_sched_defer(tri_worker *w, tri_deferred *d, void (*fn)(tri_deferred *, tri_worker *)) {
+void tri_sched_defer(tri_worker *w, tri_deferred *d) {
   tri_sched *s = w->sched;
-  d->fn = fn;
   d->next = NULL;
   pthread_mutex_lock(&s->limbo_lock);
   /* Seq_cst: the caller's unpublishing store comes before this increment. */
@@ -359,7 +358,7 @@ static void run_batch(tri_sched *s, tri_deferred *d, tri_worker *w) {
   pthread_rwlock_unlock(&s->ext_lock);
   while (d != NULL) {
     tri_deferred *next = d->next;
-    d->fn(d, w);
+    s->ops.reclaim(d, w, s->ops.arg);
     d = next;
   }
 }
@@ -538,17 +537,24 @@ static tri_task *find_work(tri_sched *s, tri_worker *w) {
 /* The run finished with nothing takeable: let go of the task, unless a
  * producer flagged NOTIFY meanwhile and there is work after all. */
 static bool release_task(tri_sched *s, tri_task *t) {
+  uint32_t cur = atomic_load_explicit(&t->state, memory_order_relaxed);
+
   for (;;) {
-    uint32_t expect = TRI_TASK_SCHEDULED;
-    /* Seq_cst (release part: this run's writes to the task happen before
-     * the next owner's acquire CAS in tri_sched_notify). */
-    if (atomic_compare_exchange_strong_explicit(&t->state, &expect, TRI_TASK_IDLE,
-                                                memory_order_seq_cst, memory_order_seq_cst))
+    if (cur & TRI_TASK_NOTIFY) {
+      /* Still the owner: clear the flag, then look again (seq_cst: see the
+       * ordering argument at the top of this file). */
+      atomic_fetch_and_explicit(&t->state, ~(uint32_t)TRI_TASK_NOTIFY, memory_order_seq_cst);
+      if (s->ops.ready(t, s->ops.arg))
+        return false;
+      cur = atomic_load_explicit(&t->state, memory_order_relaxed);
+      continue;
+    }
+    /* Seq_cst CAS to idle, keeping the upper layer's bits. Its release part
+     * makes this run's writes visible to the next owner's acquire CAS in
+     * tri_sched_notify. Fails if NOTIFY appeared meanwhile. */
+    if (atomic_compare_exchange_weak_explicit(&t->state, &cur, cur & ~(uint32_t)TRI_TASK_SCHEDULED,
+                                              memory_order_seq_cst, memory_order_relaxed))
       return true;
-    /* NOTIFY was set: clear it (still the owner) and look again. */
-    atomic_fetch_and_explicit(&t->state, ~(uint32_t)TRI_TASK_NOTIFY, memory_order_seq_cst);
-    if (s->ops.ready(t, s->ops.arg))
-      return false;
   }
 }
 

@@ -16,6 +16,7 @@
 
 typedef struct tri_sched tri_sched;
 typedef struct tri_worker tri_worker;
+typedef struct tri_deferred tri_deferred;
 
 /*
  * Task state word. IDLE (0): on no queue, not running. SCHEDULED: on exactly
@@ -28,6 +29,9 @@ enum {
   TRI_TASK_SCHEDULED = 1u,
   TRI_TASK_NOTIFY = 2u,
   TRI_TASK_DEAD = 4u,
+  /* Bits from here up belong to the layer above (the actor layer keeps its
+   * stop request there); every scheduler transition preserves them. */
+  TRI_TASK_USER = 8u,
 };
 
 typedef struct tri_task {
@@ -52,17 +56,18 @@ typedef struct tri_sched_ops {
   /* Owner-side precise check: can the task make progress now? */
   bool (*ready)(tri_task *task, void *arg);
   /* Per-worker local area lifecycle, on the worker's thread (may be NULL). */
+  /* Reclaim an object deferred with tri_sched_defer (required if used). */
+  void (*reclaim)(tri_deferred *d, tri_worker *w, void *arg);
   void (*worker_start)(tri_worker *w, void *local, void *arg);
   void (*worker_stop)(tri_worker *w, void *local, void *arg);
   void *arg;
 } tri_sched_ops;
 
 /* A node for deferred reclamation; embed it in what must outlive readers. */
-typedef struct tri_deferred {
-  struct tri_deferred *next;
+struct tri_deferred {
+  tri_deferred *next;
   uint64_t epoch;
-  void (*fn)(struct tri_deferred *d, tri_worker *w);
-} tri_deferred;
+};
 
 typedef struct tri_worker_stats {
   uint64_t runs, steals, parks, wakes;
@@ -119,9 +124,10 @@ int tri_sched_wait(tri_sched *s, uint64_t timeout_ms);
  * (no new reader can find it), a worker defers its reclamation: `fn` runs,
  * on some worker or at tri_sched_free, once every worker has passed a
  * quiescent point (between task runs, or parked) and every external reader
- * section that began before has ended. Worker only.
+ * section that began before has ended; then ops.reclaim(d, w, ops.arg) runs
+ * on some worker (or at tri_sched_free, with w NULL). Worker only.
  */
-void tri_sched_defer(tri_worker *w, tri_deferred *d, void (*fn)(tri_deferred *, tri_worker *));
+void tri_sched_defer(tri_worker *w, tri_deferred *d);
 
 /* External (non-worker) read-side section around a lookup and its use. */
 void tri_sched_ext_enter(tri_sched *s);
