@@ -211,14 +211,14 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
 
 /* ------------------------------------------------------------ sending */
 
-/* Enter the section that keeps looked-up actors alive (see file top). */
-static void enter(tr_ctx *ctx) {
-  if (ctx->w == NULL)
-    tri_sched_ext_enter(ctx->sys->sched);
+/* Enter the section that keeps looked-up actors alive (see file top). On a
+ * worker the QSBR run already is one. */
+static unsigned enter(tr_ctx *ctx) {
+  return ctx->w == NULL ? tri_sched_ext_enter(ctx->sys->sched) : 0;
 }
-static void leave(tr_ctx *ctx) {
+static void leave(tr_ctx *ctx, unsigned token) {
   if (ctx->w == NULL)
-    tri_sched_ext_leave(ctx->sys->sched);
+    tri_sched_ext_leave(ctx->sys->sched, token);
 }
 
 /* Hand `m` to the actor named by `to`. On error `m` is freed. */
@@ -226,10 +226,10 @@ static tr_status deliver(tr_ctx *ctx, tr_ref to, tri_msg *m) {
   tr_system *sys = ctx->sys;
 
   m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : 0;
-  enter(ctx);
+  unsigned token = enter(ctx);
   tri_actor *a = tri_registry_get(&sys->reg, to);
   if (a == NULL) {
-    leave(ctx);
+    leave(ctx, token);
     tri_dead_letter(sys, ctx->w, m, TR_DEAD_STALE);
     return TR_ESTALE;
   }
@@ -241,7 +241,7 @@ static tr_status deliver(tr_ctx *ctx, tr_ref to, tri_msg *m) {
   if (tri_mailbox_push_mp(&a->mb, &m->node) && ctx->actor != NULL)
     ctx->spills++;
   tri_sched_notify(sys->sched, ctx->w, &a->task);
-  leave(ctx);
+  leave(ctx, token);
   return TR_OK;
 }
 
@@ -365,10 +365,10 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
     return TR_OK;
   }
   tr_system *sys = ctx->sys;
-  enter(ctx);
+  unsigned token = enter(ctx);
   tri_actor *a = tri_registry_get(&sys->reg, ref);
   if (a == NULL) {
-    leave(ctx);
+    leave(ctx, token);
     return TR_ESTALE;
   }
   /* A stop request is a unit of work for quiescence: counted before it is
@@ -380,11 +380,11 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
   if ((old & (TRI_ACTOR_STOP | TRI_TASK_DEAD)) == 0) {
     atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
     tri_sched_notify(sys->sched, ctx->w, &a->task);
-    leave(ctx);
+    leave(ctx, token);
     return TR_OK;
   }
   tri_sched_uncount_sent(sys->sched, ctx->w, 1);
-  leave(ctx);
+  leave(ctx, token);
   /* Already requested (fine: idempotent), or the actor died meanwhile. */
   return (old & TRI_TASK_DEAD) ? TR_ESTALE : TR_OK;
 }
@@ -392,15 +392,15 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {
   if (ctx == NULL || out == NULL)
     return TR_EINVAL;
-  enter(ctx);
+  unsigned token = enter(ctx);
   tri_actor *a = tri_registry_get(&ctx->sys->reg, ref);
   if (a == NULL) {
-    leave(ctx);
+    leave(ctx, token);
     return TR_ESTALE;
   }
   tri_mailbox_counters c;
   tri_mailbox_counters_any(&a->mb, &c);
-  leave(ctx);
+  leave(ctx, token);
   out->received = c.received;
   out->handled = c.popped;
   out->spilled = c.spilled;

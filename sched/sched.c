@@ -29,16 +29,20 @@
  * run that found nothing more CASes SCHEDULED -> IDLE; that CAS fails if a
  * producer set NOTIFY meanwhile, and the worker, still the owner, clears the
  * flag and re-checks. Ordering argument (no lost wake-up):
- *   producer:  publish work;  fence(seq_cst);  load state;  [CAS]
- *   worker:    CAS SCHEDULED->IDLE (seq_cst)  or  fetch_and ~NOTIFY; check
- * If the producer's fence comes before the worker's RMW in the single total
- * order of seq_cst operations, the worker's check after its RMW sees the
- * published work (and if its CAS to IDLE succeeded first, the producer's
- * later load sees IDLE and schedules). If the worker's RMW comes first, the
- * producer's load sees its result: IDLE (and the producer schedules) or a
- * NOTIFY set again by another producer (which repeats the argument). The
- * producer cannot skip its fence: a plain load seeing NOTIFY could be
- * reordered before its own publishing store (x86 store buffer).
+ *   producer:  publish work;  then either a seq_cst RMW on the state (CAS to
+ *              SCHEDULED, or CAS setting NOTIFY), or, when NOTIFY is already
+ *              set and nothing needs writing, fence(seq_cst) and a reload;
+ *   worker:    seq_cst RMW (CAS SCHEDULED->IDLE, or fetch_and ~NOTIFY), then
+ *              check for work.
+ * RMWs on one variable are totally ordered. If the producer's RMW comes
+ * first, the worker's RMW reads its value, which synchronises with it, so
+ * the worker's check sees the published work (or its CAS to IDLE fails on
+ * NOTIFY and it checks). If the worker's RMW comes first, the producer's RMW
+ * reads IDLE and schedules the task. On the write-free path, the fence puts
+ * the publication before the reload in the seq_cst order: if the reload
+ * still shows NOTIFY, the worker's clearing RMW is later and its check sees
+ * the work. A plain load alone would not do: it could be satisfied before
+ * the producer's own publishing store leaves its store buffer.
  *
  * Parking. A worker that finds nothing spins briefly, stealing, then
  * registers as parked under park_lock, issues a seq_cst fence and looks for
@@ -55,9 +59,13 @@
  * Reclamation (QSBR). Workers hold raw pointers to tasks between a lookup
  * and the end of the current run, never across a quiescent point (between
  * two runs) or while parked. An unpublished object is stamped with a fresh
- * global epoch; it is reclaimed once every online worker has announced that
- * epoch at a quiescent point. Non-worker threads use a read-write lock
- * instead; reclamation takes the write side once per batch as a barrier.
+ * global epoch; once every online worker has announced that epoch at a
+ * quiescent point, it moves to a second stage. Threads that are not workers
+ * bracket each lookup-and-use with a read section counted in one of two
+ * phases (SRCU-like: striped counters, one atomic add and one subtract, no
+ * lock); a second-stage object is reclaimed after the phase has flipped
+ * twice, each flip waiting (without blocking: polls just retry later) for
+ * the readers of the phase before to leave.
  */
 #include "sched.h"
 
@@ -78,6 +86,7 @@
 #define SPIN_ROUNDS     32    /* steal attempts before parking */
 #define SPIN_PAUSES     32
 #define POLL_EVERY      64 /* runs between reclamation polls */
+#define EXT_STRIPES     16 /* external-reader counters, one cache line each */
 
 enum { S_NEW, S_RUNNING, S_STOPPING, S_STOPPED };
 
@@ -134,9 +143,17 @@ struct tri_sched {
   /* QSBR. */
   _Atomic uint64_t gp;
   pthread_mutex_t limbo_lock;
-  tri_deferred *limbo_head, *limbo_tail;
-  _Atomic size_t limbo_len;
-  pthread_rwlock_t ext_lock;
+  tri_deferred *limbo_head, *limbo_tail; /* waiting for the workers */
+  tri_deferred *stage2;                  /* waiting for external readers */
+  uint64_t stage2_tag;                   /* ext_phase when stage2 last grew */
+  _Atomic size_t limbo_len;              /* both lists */
+
+  /* External readers (SRCU-like, see "Reclamation" above). */
+  _Atomic uint64_t ext_phase;
+  struct {
+    _Atomic int64_t n[2]; /* readers inside, by phase parity */
+    char pad[64 - 2 * sizeof(int64_t)];
+  } ext[EXT_STRIPES];
 };
 
 static _Thread_local tri_worker *tls_worker;
@@ -281,25 +298,37 @@ static void push_local(tri_worker *w, tri_task *t) {
 }
 
 void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *t) {
-  /* Seq_cst fence: orders the caller's publication before the state load;
-   * the heart of the no-lost-wake-up argument at the top of this file. */
-  atomic_thread_fence(memory_order_seq_cst);
+  /* A first guess only: every decision below is taken by a seq_cst RMW, or,
+   * on the one path that writes nothing, after a seq_cst fence and a reload.
+   * That is what orders the caller's publication before our read of the
+   * state (see the argument at the top of this file). */
   uint32_t st = atomic_load_explicit(&t->state, memory_order_relaxed);
 
   for (;;) {
     if (st & TRI_TASK_DEAD)
       return;
-    if (st & TRI_TASK_SCHEDULED) {
-      if (st & TRI_TASK_NOTIFY)
+    if ((st & (TRI_TASK_SCHEDULED | TRI_TASK_NOTIFY)) == (TRI_TASK_SCHEDULED | TRI_TASK_NOTIFY)) {
+      /* Nothing to write: someone already flagged the running worker. The
+       * fence makes our publication precede the reload in the total order;
+       * if NOTIFY is still set then, the worker's clearing RMW comes later
+       * and its re-check sees our work. */
+      atomic_thread_fence(memory_order_seq_cst);
+      uint32_t again = atomic_load_explicit(&t->state, memory_order_relaxed);
+      if (again == st)
         return;
-      /* Seq_cst: pairs with the worker's CAS to IDLE / fetch_and. */
+      st = again;
+      continue;
+    }
+    if (st & TRI_TASK_SCHEDULED) {
+      /* Seq_cst RMW: pairs with the worker's CAS to idle / fetch_and. */
       if (atomic_compare_exchange_weak_explicit(&t->state, &st, st | TRI_TASK_NOTIFY,
                                                 memory_order_seq_cst, memory_order_relaxed))
         return;
       continue;
     }
-    /* Acquire: we take ownership; the previous run's writes (released by
-     * its CAS to IDLE) happen before whoever we hand the task to. */
+    /* Idle: take it. Seq_cst RMW; its acquire part makes the previous run's
+     * writes (released by that worker's CAS to idle) visible to whoever we
+     * hand the task to. */
     if (atomic_compare_exchange_weak_explicit(&t->state, &st, st | TRI_TASK_SCHEDULED,
                                               memory_order_seq_cst, memory_order_relaxed)) {
       if (w != NULL && !tri_sched_stopping(s))
@@ -350,17 +379,38 @@ void tri_sched_defer(tri_worker *w, tri_deferred *d) {
 }
 
 static void run_batch(tri_sched *s, tri_deferred *d, tri_worker *w) {
-  if (d == NULL)
-    return;
-  /* Barrier against non-worker readers that looked the objects up before
-   * they were unpublished: wait for every such read section to end. */
-  pthread_rwlock_wrlock(&s->ext_lock);
-  pthread_rwlock_unlock(&s->ext_lock);
   while (d != NULL) {
     tri_deferred *next = d->next;
     s->ops.reclaim(d, w, s->ops.arg);
     d = next;
   }
+}
+
+/* Under limbo_lock. Flip the external-reader phase (at most twice) when the
+ * readers that entered two phases ago have all left. */
+static void ext_advance(tri_sched *s) {
+  for (int k = 0; k < 2; k++) {
+    uint64_t p = atomic_load_explicit(&s->ext_phase, memory_order_seq_cst);
+    unsigned old = (unsigned)((p + 1) & 1); /* the parity of phase p - 1 */
+    for (unsigned i = 0; i < EXT_STRIPES; i++)
+      /* Seq_cst: pairs with the readers' seq_cst increment (see
+       * tri_sched_ext_enter) and acquires their release decrement. */
+      if (atomic_load_explicit(&s->ext[i].n[old], memory_order_seq_cst) != 0)
+        return;
+    atomic_store_explicit(&s->ext_phase, p + 1, memory_order_seq_cst);
+  }
+}
+
+/* Under limbo_lock: detach stage 2 if every external reader that could
+ * have seen its objects has left (two phase flips since it last grew). */
+static tri_deferred *stage2_take(tri_sched *s, size_t *n) {
+  tri_deferred *d = s->stage2;
+  if (d == NULL || atomic_load_explicit(&s->ext_phase, memory_order_relaxed) < s->stage2_tag + 2)
+    return NULL;
+  s->stage2 = NULL;
+  for (tri_deferred *x = d; x != NULL; x = x->next)
+    ++*n;
+  return d;
 }
 
 static void reclaim_poll(tri_sched *s, tri_worker *w) {
@@ -373,36 +423,66 @@ static void reclaim_poll(tri_sched *s, tri_worker *w) {
     if (q != 0 && q < min)
       min = q;
   }
-  tri_deferred *batch = NULL, **tail = &batch;
-  size_t taken = 0;
+  tri_deferred *ready = NULL;
+  size_t freed = 0;
   pthread_mutex_lock(&s->limbo_lock);
-  /* Epochs are assigned under this lock, so the list is in epoch order. */
+  ext_advance(s);
+  ready = stage2_take(s, &freed);
+  /* Stage 1 -> 2: every worker has passed a quiescent point since these
+   * were deferred (epochs are assigned under this lock: list in order). */
+  bool moved = false;
   while (s->limbo_head != NULL && s->limbo_head->epoch <= min) {
     tri_deferred *d = s->limbo_head;
     s->limbo_head = d->next;
-    d->next = NULL;
-    *tail = d;
-    tail = &d->next;
-    taken++;
+    d->next = s->stage2;
+    s->stage2 = d;
+    moved = true;
   }
   if (s->limbo_head == NULL)
     s->limbo_tail = NULL;
-  atomic_fetch_sub_explicit(&s->limbo_len, taken, memory_order_relaxed);
+  if (moved) {
+    s->stage2_tag = atomic_load_explicit(&s->ext_phase, memory_order_relaxed);
+    /* With no external reader inside, both flips happen now. */
+    ext_advance(s);
+    if (ready == NULL)
+      ready = stage2_take(s, &freed);
+  }
+  atomic_fetch_sub_explicit(&s->limbo_len, freed, memory_order_relaxed);
   pthread_mutex_unlock(&s->limbo_lock);
-  run_batch(s, batch, w);
+  run_batch(s, ready, w);
 }
 
 void tri_sched_run_deferred(tri_sched *s) {
   pthread_mutex_lock(&s->limbo_lock);
   tri_deferred *batch = s->limbo_head;
   s->limbo_head = s->limbo_tail = NULL;
+  tri_deferred *two = s->stage2;
+  s->stage2 = NULL;
   atomic_store_explicit(&s->limbo_len, 0, memory_order_relaxed);
   pthread_mutex_unlock(&s->limbo_lock);
   run_batch(s, batch, NULL);
+  run_batch(s, two, NULL);
 }
 
-void tri_sched_ext_enter(tri_sched *s) { pthread_rwlock_rdlock(&s->ext_lock); }
-void tri_sched_ext_leave(tri_sched *s) { pthread_rwlock_unlock(&s->ext_lock); }
+/* Each thread counts in one stripe, picked once from its TLS address. */
+static _Thread_local unsigned tls_stripe = EXT_STRIPES;
+
+unsigned tri_sched_ext_enter(tri_sched *s) {
+  if (tls_stripe == EXT_STRIPES)
+    tls_stripe = (unsigned)(((uintptr_t)&tls_stripe >> 6) % EXT_STRIPES);
+  uint64_t p = atomic_load_explicit(&s->ext_phase, memory_order_seq_cst);
+  /* Seq_cst increment, then lookups. If a reclaimer saw this counter at 0
+   * and flipped past our phase anyway, its check precedes our increment in
+   * the total order, hence follows the unpublishing: our lookups cannot
+   * find what it frees. */
+  atomic_fetch_add_explicit(&s->ext[tls_stripe].n[p & 1], 1, memory_order_seq_cst);
+  return (unsigned)((p & 1) << 8) | tls_stripe;
+}
+
+void tri_sched_ext_leave(tri_sched *s, unsigned token) {
+  /* Release: our accesses happen before a reclaimer that reads the drop. */
+  atomic_fetch_sub_explicit(&s->ext[token & 0xff].n[token >> 8], 1, memory_order_release);
+}
 
 /* ------------------------------------------------------------ workers */
 
@@ -633,7 +713,6 @@ int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size
   pthread_mutex_init(&s->park_lock, NULL);
   pthread_cond_init(&s->quiet_cond, NULL);
   pthread_mutex_init(&s->limbo_lock, NULL);
-  pthread_rwlock_init(&s->ext_lock, NULL);
   atomic_init(&s->gp, 1);
   atomic_init(&s->state, S_NEW);
   *out = s;
@@ -725,7 +804,6 @@ void tri_sched_free(tri_sched *s) {
   pthread_mutex_destroy(&s->park_lock);
   pthread_cond_destroy(&s->quiet_cond);
   pthread_mutex_destroy(&s->limbo_lock);
-  pthread_rwlock_destroy(&s->ext_lock);
   free(s->workers);
   free(s->stack);
   free(s);

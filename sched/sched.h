@@ -129,9 +129,10 @@ int tri_sched_wait(tri_sched *s, uint64_t timeout_ms);
  */
 void tri_sched_defer(tri_worker *w, tri_deferred *d);
 
-/* External (non-worker) read-side section around a lookup and its use. */
-void tri_sched_ext_enter(tri_sched *s);
-void tri_sched_ext_leave(tri_sched *s);
+/* External (non-worker) read-side section around a lookup and its use.
+ * Never blocks; pass leave() the token enter() returned. Any thread. */
+unsigned tri_sched_ext_enter(tri_sched *s);
+void tri_sched_ext_leave(tri_sched *s, unsigned token);
 
 void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out);
 uint64_t tri_sched_sent_total(tri_sched *s);

@@ -84,7 +84,8 @@ static inline tr_val tr_strn(const char *s, size_t n) {
   tr_val v = {TR_VAL_STR, {.bytes = {s, n}}};
   return v;
 }
-TR_API tr_val tr_str(const char *s); /* NUL-terminated convenience */
+/* A STR value from a NUL-terminated string (NULL gives the empty string). */
+TR_API tr_val tr_str(const char *s);
 static inline tr_val tr_bin(const void *p, size_t n) {
   tr_val v = {TR_VAL_BIN, {.bytes = {p, n}}};
   return v;
@@ -130,11 +131,13 @@ TR_API bool tr_msg_is_nil(const tr_msg *msg);
 
 /*
  * tr_msg_get_vals - decode a payload that is a msgpack array of scalars.
- * Writes up to `cap` values to `out` and their number to `*n`.
+ * Writes the values to `out` and their number to `*n`.
  * Errors: TR_EDECODE if the payload is not an array or holds a nested
- * array/map/ext; TR_ENOSPC if the array has more than `cap` elements (`*n`
- * then holds the array's length, so the caller can retry); TR_EMALFORMED as
- * above. Ownership: STR/BIN values point into the message (borrowed).
+ * array/map/ext (this wins over TR_ENOSPC); TR_ENOSPC if the array has more
+ * than `cap` elements (`*n` then holds the array's length, so the caller can
+ * retry; pass out=NULL, cap=0 to ask); TR_EMALFORMED as above. On any error
+ * `out` is left untouched. Ownership: STR/BIN values point into the message
+ * (borrowed).
  */
 TR_API TR_NODISCARD tr_status tr_msg_get_vals(const tr_msg *msg, tr_val *out, size_t cap,
                                               size_t *n);
@@ -142,7 +145,10 @@ TR_API TR_NODISCARD tr_status tr_msg_get_vals(const tr_msg *msg, tr_val *out, si
 /*
  * Decoders on plain bytes, for payloads kept outside a behaviour (a journal
  * record, a network frame). Same rules and statuses as the tr_msg_* getters;
- * `bytes` must hold exactly one msgpack value.
+ * `bytes` must hold exactly one msgpack value, else TR_EMALFORMED (also for
+ * an empty buffer, NULL with len 0 included, and for nesting deeper than 32
+ * levels, msgpack-c's own limit). They allocate nothing, and a container
+ * whose declared count exceeds the bytes left is rejected from its header.
  */
 TR_API TR_NODISCARD tr_status tr_mp_check(const void *bytes, size_t len);
 TR_API TR_NODISCARD tr_status tr_mp_get_val(const void *bytes, size_t len, tr_val *out);

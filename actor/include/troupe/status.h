@@ -35,7 +35,7 @@ extern "C" {
   X(EMALFORMED, "payload is not one well-formed msgpack value")                                    \
   X(ERANGE, "decoded value does not fit the requested type")                                       \
   X(ETOOBIG, "message payload is larger than the system's limit")                                  \
-  X(ENOSPC, "output array is too small for the decoded values")                                    \
+  X(ENOSPC, "output buffer or array is too small")                                    \
   X(ESTATE, "operation not allowed in the system's current state")                                 \
   X(ELIMIT, "a runtime limit was reached (too many actors)")                                       \
   X(EINIT, "the actor's init function failed")                                                     \
