@@ -452,6 +452,63 @@ static void fifo(unsigned threads) {
   tr_system_free(sys);
 }
 
+/* The same, made deterministic: the receiver is held inside its first
+ * message while its ring has room again and older mail of the same sender
+ * waits on the spill list; what that sender sends now must queue behind it. */
+static _Atomic bool fd_entered, fd_release;
+static _Atomic uint64_t fd_count;
+
+typedef struct fd_receiver {
+  uint64_t last;
+} fd_receiver;
+
+static tr_status fd_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)ctx;
+  fd_receiver *r = state;
+  uint64_t seq;
+  if (!EXPECT(tr_msg_get_uint(msg, &seq) == TR_OK))
+    return TR_EINVAL;
+  EXPECT(seq == r->last + 1);
+  r->last = seq;
+  atomic_fetch_add_explicit(&fd_count, 1, memory_order_relaxed);
+  if (tr_msg_tag(msg) == T_BLOCK) {
+    atomic_store(&fd_entered, true);
+    double give_up = now_s() + 10;
+    while (!atomic_load(&fd_release) && EXPECT(now_s() < give_up))
+      sched_yield();
+  }
+  return TR_OK;
+}
+
+Test(sched, fifo_across_ring_and_spill_list) {
+  reset_bad();
+  atomic_store(&fd_entered, false);
+  atomic_store(&fd_release, false);
+  atomic_store(&fd_count, 0);
+  tr_system *sys = new_system(2, 0);
+  tr_ctx *ctx = tr_system_ctx(sys);
+  tr_actor_spec spec = {.name = "fd", .behaviour = fd_behaviour, .state_size = sizeof(fd_receiver)};
+  tr_ref r = spawn(sys, &spec, NULL);
+  /* 1..7 fill the default ring (8 slots hold 7); 8..20 spill. */
+  OK(tr_send_uint(ctx, r, T_BLOCK, 1));
+  for (uint64_t seq = 2; seq <= 20; seq++)
+    OK(tr_send_uint(ctx, r, T_DATA, seq));
+  OK(tr_system_start(sys));
+  while (!atomic_load(&fd_entered))
+    sched_yield();
+  /* 1 was taken from the ring, so it has room; 8..20 still wait. */
+  for (uint64_t seq = 21; seq <= 30; seq++)
+    OK(tr_send_uint(ctx, r, T_DATA, seq));
+  atomic_store(&fd_release, true);
+  WAIT(sys);
+  ASSERT_NO_BAD();
+  cr_assert_eq(atomic_load(&fd_count), 30);
+  tr_actor_stats as = actor_stats(sys, r);
+  cr_assert_geq(as.spilled, 13);
+  cr_assert_geq(as.peak_depth, 20);
+  tr_system_free(sys);
+}
+
 Test(sched, fifo_per_sender_1_worker) { fifo(1); }
 Test(sched, fifo_per_sender_2_workers) { fifo(2); }
 Test(sched, fifo_per_sender_8_workers) { fifo(8); }
