@@ -34,9 +34,11 @@
 
 static tri_actor *actor_of(tri_task *t) { return (tri_actor *)t; }
 
-void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason why) {
+static tri_local *local_of(tri_worker *w) { return w != NULL ? tri_worker_local(w) : NULL; }
+
+void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why) {
   atomic_fetch_add_explicit(&sys->dead[why], 1, memory_order_relaxed);
-  tri_msg_free(w, m);
+  tri_msg_free(l, m);
 }
 
 /* Turn everything takeable in a's mailbox into dead letters; returns count. */
@@ -45,7 +47,7 @@ static uint64_t drain(tr_system *sys, tri_actor *a, tri_worker *w, tr_dead_reaso
   tri_mbnode *node;
 
   while ((node = tri_mailbox_pop_sc(&a->mb)) != NULL) {
-    tri_dead_letter(sys, w, (tri_msg *)node, why);
+    tri_dead_letter(sys, local_of(w), (tri_msg *)node, why);
     n++;
   }
   tri_mailbox_end_sc(&a->mb);
@@ -126,13 +128,13 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
     tr_status st = a->u.live.behaviour(&ctx, a->u.live.state, m);
     done++;
     if (st != TR_OK) {
-      tri_dead_letter(sys, w, m, TR_DEAD_FAILED);
+      tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_FAILED);
       actor_die(sys, w, a, &done);
       result = TRI_RUN_DEAD;
       break;
     }
     ok++;
-    tri_msg_free(w, m);
+    tri_msg_free(tri_worker_local(w), m);
     if (ctx.next_behaviour != NULL) {
       a->u.live.behaviour = ctx.next_behaviour;
       ctx.next_behaviour = NULL;
@@ -211,37 +213,52 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
 
 /* ------------------------------------------------------------ sending */
 
-/* Enter the section that keeps looked-up actors alive (see file top). On a
- * worker the QSBR run already is one. */
-static unsigned enter(tr_ctx *ctx) {
-  return ctx->w == NULL ? tri_sched_ext_enter(ctx->sys->sched) : 0;
+/* Who is calling: a worker (inside a behaviour) or an outside thread. */
+typedef struct caller {
+  tri_worker *w;
+  tri_ext *e;
+  tri_local *l; /* its local area: message pool, counters */
+} caller;
+
+/* Enter the section that keeps looked-up actors alive (see file top). A
+ * worker's whole run already is one; an outside thread becomes an online
+ * participant for the length of the call. */
+static tr_status enter(tr_ctx *ctx, caller *c) {
+  c->w = ctx->w;
+  c->e = NULL;
+  if (c->w != NULL) {
+    c->l = tri_worker_local(c->w);
+    return TR_OK;
+  }
+  if ((c->e = tri_sched_ext_enter(ctx->sys->sched)) == NULL)
+    return TR_ENOMEM;
+  c->l = tri_ext_local(c->e);
+  return TR_OK;
 }
-static void leave(tr_ctx *ctx, unsigned token) {
-  if (ctx->w == NULL)
-    tri_sched_ext_leave(ctx->sys->sched, token);
+
+static void leave(caller *c) {
+  if (c->e != NULL)
+    tri_sched_ext_leave(c->e);
 }
 
 /* Hand `m` to the actor named by `to`. On error `m` is freed. */
-static tr_status deliver(tr_ctx *ctx, tr_ref to, tri_msg *m) {
+static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
   tr_system *sys = ctx->sys;
 
   m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : 0;
-  unsigned token = enter(ctx);
   tri_actor *a = tri_registry_get(&sys->reg, to);
   if (a == NULL) {
-    leave(ctx, token);
-    tri_dead_letter(sys, ctx->w, m, TR_DEAD_STALE);
+    tri_dead_letter(sys, c->l, m, TR_DEAD_STALE);
     return TR_ESTALE;
   }
   /* Count before the push: quiescence must never see it handled but not
    * yet accepted. */
-  tri_sched_count_sent(sys->sched, ctx->w, 1);
+  tri_sched_count_sent(c->w, c->e, 1);
   /* Only a behaviour's ctx counts spills: the external ctx is shared by
    * every outside thread. */
   if (tri_mailbox_push_mp(&a->mb, &m->node) && ctx->actor != NULL)
     ctx->spills++;
-  tri_sched_notify(sys->sched, ctx->w, &a->task);
-  leave(ctx, token);
+  tri_sched_notify(sys->sched, c->w, &a->task);
   return TR_OK;
 }
 
@@ -273,13 +290,20 @@ static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *v
   }
   if (size > max)
     return TR_ETOOBIG;
-  tri_msg *m = tri_msg_alloc(ctx, size);
-  if (m == NULL)
+  caller c;
+  if ((st = enter(ctx, &c)) != TR_OK)
+    return st;
+  tri_msg *m = tri_msg_alloc(c.l, size);
+  if (m == NULL) {
+    leave(&c);
     return TR_ENOMEM;
+  }
   size_t wrote = tri_mp_write_vals(m->bytes, size, vals, n, as_array);
   tri_assert(wrote == size);
   m->tag = tag;
-  return deliver(ctx, to, m);
+  st = deliver(ctx, &c, to, m);
+  leave(&c);
+  return st;
 }
 
 TR_API tr_status tr_send(tr_ctx *ctx, tr_ref to, uint32_t tag) {
@@ -331,12 +355,19 @@ TR_API tr_status tr_send_msgpack(tr_ctx *ctx, tr_ref to, uint32_t tag, const voi
     return TR_ETOOBIG;
   if ((st = tr_mp_check(bytes, len)) != TR_OK)
     return st;
-  tri_msg *m = tri_msg_alloc(ctx, len);
-  if (m == NULL)
+  caller c;
+  if ((st = enter(ctx, &c)) != TR_OK)
+    return st;
+  tri_msg *m = tri_msg_alloc(c.l, len);
+  if (m == NULL) {
+    leave(&c);
     return TR_ENOMEM;
+  }
   memcpy(m->bytes, bytes, len);
   m->tag = tag;
-  return deliver(ctx, to, m);
+  st = deliver(ctx, &c, to, m);
+  leave(&c);
+  return st;
 }
 
 /* ------------------------------------------------------------ control */
@@ -365,26 +396,28 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
     return TR_OK;
   }
   tr_system *sys = ctx->sys;
-  unsigned token = enter(ctx);
+  caller c;
+  if ((st = enter(ctx, &c)) != TR_OK)
+    return st;
   tri_actor *a = tri_registry_get(&sys->reg, ref);
   if (a == NULL) {
-    leave(ctx, token);
+    leave(&c);
     return TR_ESTALE;
   }
   /* A stop request is a unit of work for quiescence: counted before it is
    * visible, retired by actor_die (or tri_actor_shutdown). */
-  tri_sched_count_sent(sys->sched, ctx->w, 1);
+  tri_sched_count_sent(c.w, c.e, 1);
   /* Seq_cst RMW: either we set the bit before actor_die's fetch_or (which
    * then sees it and retires it), or we see DEAD. */
   uint32_t old = atomic_fetch_or_explicit(&a->task.state, TRI_ACTOR_STOP, memory_order_seq_cst);
   if ((old & (TRI_ACTOR_STOP | TRI_TASK_DEAD)) == 0) {
     atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
-    tri_sched_notify(sys->sched, ctx->w, &a->task);
-    leave(ctx, token);
+    tri_sched_notify(sys->sched, c.w, &a->task);
+    leave(&c);
     return TR_OK;
   }
-  tri_sched_uncount_sent(sys->sched, ctx->w, 1);
-  leave(ctx, token);
+  tri_sched_count_sent(c.w, c.e, -1);
+  leave(&c);
   /* Already requested (fine: idempotent), or the actor died meanwhile. */
   return (old & TRI_TASK_DEAD) ? TR_ESTALE : TR_OK;
 }
@@ -392,19 +425,26 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {
   if (ctx == NULL || out == NULL)
     return TR_EINVAL;
-  unsigned token = enter(ctx);
+  caller c;
+  tr_status st = enter(ctx, &c);
+  if (st != TR_OK)
+    return st;
   tri_actor *a = tri_registry_get(&ctx->sys->reg, ref);
   if (a == NULL) {
-    leave(ctx, token);
+    leave(&c);
     return TR_ESTALE;
   }
-  tri_mailbox_counters c;
-  tri_mailbox_counters_any(&a->mb, &c);
-  leave(ctx, token);
-  out->received = c.received;
-  out->handled = c.popped;
-  out->spilled = c.spilled;
-  out->depth = c.depth;
-  out->peak_depth = c.peak;
+  tri_mailbox_counters mc;
+  tri_mailbox_counters_any(&a->mb, &mc);
+  leave(&c);
+  out->received = mc.received;
+  out->handled = mc.popped;
+  out->spilled = mc.spilled;
+  out->depth = mc.depth;
+  out->peak_depth = mc.peak;
   return TR_OK;
+}
+
+void tri_ext_start(tri_ext *e, void *local, void *sys) {
+  tri_local_start(local, sys, tri_ext_id(e), tr_system_threads(sys));
 }

@@ -50,16 +50,20 @@ typedef struct tri_outbox {
 
 typedef struct tri_pool {
   tri_msg *free;               /* owner only */
-  _Atomic(tri_msg *) returned; /* chains pushed by other workers; owner takes all */
-  tri_outbox *outbox;          /* one per other worker: blocks to hand back */
+  _Atomic(tri_msg *) returned; /* chains pushed by other senders; owner takes all */
+  tri_outbox *outbox;          /* one per worker: its blocks to hand back */
+  tri_outbox ext_ob;           /* blocks of one external owner to hand back */
+  uint32_t ext_ob_owner;
   void **slabs;
   size_t nslabs, cap_slabs;
 } tri_pool;
 
-/* What a worker's local area holds. */
+/* The local area of a sender: a worker, or an external participant. */
 typedef struct tri_local {
   tri_pool pool;
   _Atomic uint64_t handled; /* behaviour calls that returned OK (single writer) */
+  tr_system *sys;
+  uint32_t id; /* worker index, or external id (>= threads): its pool's owner id */
 } tri_local;
 
 /* ------------------------------------------------------------ actors */
@@ -143,14 +147,17 @@ static inline tr_ref tri_actor_ref(const tri_actor *a) {
 }
 
 /* msg.c */
-void tri_pool_start(tri_pool *p, unsigned nworkers);
-void tri_pool_destroy(tri_pool *p, unsigned nworkers);
-tri_msg *tri_msg_alloc(tr_ctx *ctx, size_t len);
-void tri_msg_free(tri_worker *w, tri_msg *m);
-void tri_pool_flush(tri_worker *w);
+void tri_local_start(tri_local *l, tr_system *sys, uint32_t id, unsigned nworkers);
+void tri_local_destroy(tri_local *l);
+/* A message with room for `len` payload bytes, from l's pool when it fits
+ * (l NULL: malloc). NULL when out of memory. */
+tri_msg *tri_msg_alloc(tri_local *l, size_t len);
+/* Free a handled message; `l` is the caller's local area (NULL at shutdown). */
+void tri_msg_free(tri_local *l, tri_msg *m);
 
 /* actor.c */
-void tri_dead_letter(tr_system *sys, tri_worker *w, tri_msg *m, tr_dead_reason why);
+void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why);
+void tri_ext_start(tri_ext *e, void *local, void *sys);
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);
 bool tri_actor_ready(tri_task *t, void *arg);
 void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg);

@@ -2,15 +2,16 @@
  * msg.c - message memory and the tr_msg_* readers.
  *
  * Memory. A small message (header + payload <= 64 bytes) comes from the
- * sending worker's pool: a free list that only that worker touches, refilled
- * from 4 KiB slabs. The message is freed by the worker that handled it,
- * usually the same one (the scheduler keeps communicating actors together).
- * When it is another worker, the block is not freed across cores one by one
- * (a malloc on one core and free on another costs ~260 ns here): it is
- * batched in an outbox per owner and handed back 32 at a time by pushing the
- * whole chain onto the owner's `returned` stack (a Treiber stack that only
- * the owner empties, by exchange, so it has no ABA problem). Larger messages,
- * and messages sent by threads that are not workers, use malloc.
+ * sender's pool: a free list that only that sender touches, refilled from
+ * 4 KiB slabs. Senders are workers and external participants (one per
+ * outside thread, see sched.h's tri_ext); each has a local area with a pool. The message is freed
+ * by the worker that handled it, usually the same one (the scheduler keeps communicating actors
+ * together). When it is another worker, the block is not freed across cores one by one (a malloc on
+ * one core and free on another costs ~260 ns here): it is batched in an outbox per owner and handed
+ * back 32 at a time by pushing the whole chain onto the owner's `returned` stack (a Treiber stack
+ * that only the owner empties, by exchange, so it has no ABA problem). Blocks owned by external
+ * participants are batched the same way, through a one-entry outbox (an outside thread usually
+ * sends in bursts). Larger messages use malloc.
  *
  * Pool memory is kept until tr_system_free: slabs are never returned to the
  * system while it runs (a burst leaves its high-water mark in the pools).
@@ -31,16 +32,22 @@ static void set_link(tri_msg *m, tri_msg *next) {
   atomic_store_explicit(&m->node.next, next != NULL ? &next->node : NULL, memory_order_relaxed);
 }
 
-void tri_pool_start(tri_pool *p, unsigned nworkers) {
+void tri_local_start(tri_local *l, tr_system *sys, uint32_t id, unsigned nworkers) {
+  tri_pool *p = &l->pool;
+  l->sys = sys;
+  l->id = id;
+  atomic_init(&l->handled, 0);
   p->free = NULL;
   atomic_init(&p->returned, NULL);
   p->outbox = calloc(nworkers, sizeof *p->outbox); /* NULL: hand back one by one */
+  p->ext_ob = (tri_outbox){NULL, NULL, 0};
+  p->ext_ob_owner = TRI_MSG_HEAP;
   p->slabs = NULL;
   p->nslabs = p->cap_slabs = 0;
 }
 
-void tri_pool_destroy(tri_pool *p, unsigned nworkers) {
-  (void)nworkers;
+void tri_local_destroy(tri_local *l) {
+  tri_pool *p = &l->pool;
   for (size_t i = 0; i < p->nslabs; i++)
     free(p->slabs[i]);
   free(p->slabs);
@@ -83,12 +90,12 @@ static bool pool_refill(tri_pool *p, unsigned owner) {
   return true;
 }
 
-tri_msg *tri_msg_alloc(tr_ctx *ctx, size_t len) {
+tri_msg *tri_msg_alloc(tri_local *l, size_t len) {
   tri_msg *m;
 
-  if (ctx->w != NULL && len <= TRI_MSG_INLINE) {
-    tri_pool *p = &((tri_local *)tri_worker_local(ctx->w))->pool;
-    if (p->free == NULL && !pool_refill(p, tri_worker_id(ctx->w)))
+  if (l != NULL && len <= TRI_MSG_INLINE) {
+    tri_pool *p = &l->pool;
+    if (p->free == NULL && !pool_refill(p, l->id))
       return NULL;
     m = p->free;
     p->free = link_of(m);
@@ -112,37 +119,61 @@ static void outbox_flush(tri_pool *owner_pool, tri_msg *head, tri_msg *tail) {
                                                   memory_order_release, memory_order_relaxed));
 }
 
-void tri_msg_free(tri_worker *w, tri_msg *m) {
-  if (m->owner == TRI_MSG_HEAP) {
-    free(m);
-    return;
-  }
-  if (w == NULL) /* shutdown: slabs are released wholesale */
-    return;
-  tri_pool *p = &((tri_local *)tri_worker_local(w))->pool;
-  if (m->owner == tri_worker_id(w)) {
-    set_link(m, p->free);
-    p->free = m;
-    return;
-  }
-  tri_pool *owner =
-      &((tri_local *)tri_worker_local(tri_sched_worker(tri_worker_sched(w), m->owner)))->pool;
-  if (p->outbox == NULL) {
-    outbox_flush(owner, m, m);
-    return;
-  }
-  tri_outbox *ob = &p->outbox[m->owner];
+/* The pool that owns blocks of `owner` (a worker or an external record). */
+static tri_pool *owner_pool(tri_local *l, uint32_t owner) {
+  tri_sched *s = l->sys->sched;
+  if (owner < tri_sched_threads(s))
+    return &((tri_local *)tri_worker_local(tri_sched_worker(s, owner)))->pool;
+  return &((tri_local *)tri_ext_local(tri_sched_ext_by_id(s, owner)))->pool;
+}
+
+static void outbox_add(tri_outbox *ob, tri_msg *m) {
   set_link(m, NULL);
   if (ob->tail != NULL)
     set_link(ob->tail, m);
   else
     ob->head = m;
   ob->tail = m;
-  if (++ob->n >= OUTBOX_BATCH) {
-    outbox_flush(owner, ob->head, ob->tail);
-    ob->head = ob->tail = NULL;
-    ob->n = 0;
+  ob->n++;
+}
+
+static void outbox_send(tri_local *l, tri_outbox *ob, uint32_t owner) {
+  if (ob->n != 0)
+    outbox_flush(owner_pool(l, owner), ob->head, ob->tail);
+  *ob = (tri_outbox){NULL, NULL, 0};
+}
+
+void tri_msg_free(tri_local *l, tri_msg *m) {
+  if (m->owner == TRI_MSG_HEAP) {
+    free(m);
+    return;
   }
+  if (l == NULL) /* shutdown: slabs are released wholesale */
+    return;
+  tri_pool *p = &l->pool;
+  if (m->owner == l->id) {
+    set_link(m, p->free);
+    p->free = m;
+    return;
+  }
+  if (m->owner < tri_sched_threads(l->sys->sched)) {
+    if (p->outbox == NULL) {
+      outbox_flush(owner_pool(l, m->owner), m, m);
+      return;
+    }
+    tri_outbox *ob = &p->outbox[m->owner];
+    outbox_add(ob, m);
+    if (ob->n >= OUTBOX_BATCH)
+      outbox_send(l, ob, m->owner);
+    return;
+  }
+  if (p->ext_ob_owner != m->owner) {
+    outbox_send(l, &p->ext_ob, p->ext_ob_owner);
+    p->ext_ob_owner = m->owner;
+  }
+  outbox_add(&p->ext_ob, m);
+  if (p->ext_ob.n >= OUTBOX_BATCH)
+    outbox_send(l, &p->ext_ob, m->owner);
 }
 
 /* ------------------------------------------------------------ readers */

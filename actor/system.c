@@ -45,7 +45,11 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   tri_registry_init(&sys->reg);
   sys->ext = (struct tr_ctx){sys, NULL, NULL, NULL, false, 0};
 
-  tri_sched_ops ops = {.run = tri_actor_run, .ready = tri_actor_ready, .reclaim = tri_actor_reclaim, .arg = sys};
+  tri_sched_ops ops = {.run = tri_actor_run,
+                       .ready = tri_actor_ready,
+                       .reclaim = tri_actor_reclaim,
+                       .ext_start = tri_ext_start,
+                       .arg = sys};
   if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
     tri_registry_destroy(&sys->reg);
     free(sys);
@@ -53,7 +57,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   }
   for (unsigned i = 0; i < c.threads; i++) {
     tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
-    tri_pool_start(&l->pool, c.threads);
+    tri_local_start(l, sys, i, c.threads);
   }
   *out = sys;
   return TR_OK;
@@ -95,10 +99,12 @@ TR_API void tr_system_free(tr_system *sys) {
   atomic_store_explicit(&sys->freeing, true, memory_order_release);
   tri_sched_run_deferred(sys->sched);
   tri_registry_each(&sys->reg, tri_actor_shutdown, sys);
-  for (unsigned i = 0; i < sys->cfg.threads; i++) {
-    tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
-    tri_pool_destroy(&l->pool, sys->cfg.threads);
-  }
+  /* Queued messages live in the pools: release them only now. */
+  for (unsigned i = 0; i < sys->cfg.threads; i++)
+    tri_local_destroy(tri_worker_local(tri_sched_worker(sys->sched, i)));
+  tri_ext *e;
+  for (unsigned id = sys->cfg.threads; (e = tri_sched_ext_by_id(sys->sched, id)) != NULL; id++)
+    tri_local_destroy(tri_ext_local(e));
   tri_sched_free(sys->sched);
   tri_registry_destroy(&sys->reg);
   free(sys);
@@ -125,6 +131,7 @@ TR_API tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out) {
     tri_sched_worker_stats(sys->sched, i, &ws);
     tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
     out->handled += atomic_load_explicit(&l->handled, memory_order_relaxed);
+    /* External participants never run behaviours: nothing to add. */
     out->runs += ws.runs;
     out->steals += ws.steals;
     out->parks += ws.parks;

@@ -58,14 +58,11 @@
  *
  * Reclamation (QSBR). Workers hold raw pointers to tasks between a lookup
  * and the end of the current run, never across a quiescent point (between
- * two runs) or while parked. An unpublished object is stamped with a fresh
- * global epoch; once every online worker has announced that epoch at a
- * quiescent point, it moves to a second stage. Threads that are not workers
- * bracket each lookup-and-use with a read section counted in one of two
- * phases (SRCU-like: striped counters, one atomic add and one subtract, no
- * lock); a second-stage object is reclaimed after the phase has flipped
- * twice, each flip waiting (without blocking: polls just retry later) for
- * the readers of the phase before to leave.
+ * two runs) or while parked. Threads that are not workers take part too,
+ * through a per-thread participant record (tri_ext) that is online only
+ * inside each API call. An unpublished object is stamped with a fresh global
+ * epoch and reclaimed once every online participant has announced that epoch
+ * (or gone offline) since.
  */
 #include "sched.h"
 
@@ -86,7 +83,7 @@
 #define SPIN_ROUNDS     32    /* steal attempts before parking */
 #define SPIN_PAUSES     32
 #define POLL_EVERY      64 /* runs between reclamation polls */
-#define EXT_STRIPES     16 /* external-reader counters, one cache line each */
+#define TLS_SLOTS       4  /* systems a thread can call into without a lookup */
 
 enum { S_NEW, S_RUNNING, S_STOPPING, S_STOPPED };
 
@@ -137,23 +134,45 @@ struct tri_sched {
   unsigned nstack;
   tri_worker **stack;
 
-  /* Work done by non-worker threads (and by the owner after stop). */
-  _Atomic uint64_t ext_sent, ext_done;
+  /* Work disposed of by the owner after the workers stopped. */
+  _Atomic uint64_t late_done;
 
   /* QSBR. */
   _Atomic uint64_t gp;
   pthread_mutex_t limbo_lock;
-  tri_deferred *limbo_head, *limbo_tail; /* waiting for the workers */
-  tri_deferred *stage2;                  /* waiting for external readers */
-  uint64_t stage2_tag;                   /* ext_phase when stage2 last grew */
-  _Atomic size_t limbo_len;              /* both lists */
+  tri_deferred *limbo_head, *limbo_tail;
+  _Atomic size_t limbo_len;
 
-  /* External readers (SRCU-like, see "Reclamation" above). */
-  _Atomic uint64_t ext_phase;
-  struct {
-    _Atomic int64_t n[2]; /* readers inside, by phase parity */
-    char pad[64 - 2 * sizeof(int64_t)];
-  } ext[EXT_STRIPES];
+  /* External participants (see tri_ext). */
+  uint64_t uid; /* process-unique, never reused: keys the per-thread cache */
+  size_t local_size;
+  pthread_mutex_t ext_lock;
+  _Atomic(tri_ext *) ext_head; /* every record, for lock-free iteration */
+  _Atomic(tri_ext *) ext_dir[TRI_EXT_MAX];
+  unsigned ext_count;   /* under ext_lock */
+  tri_sched *live_next; /* under live_lock */
+};
+
+/*
+ * An external participant: the state one non-worker thread needs to call
+ * into one system. It is a QSBR participant that is online only inside an
+ * API call (qs != 0), it counts the work that thread accepts (single writer),
+ * and it carries a local area like a worker's (the message pool). A record
+ * is held by at most one thread at a time; it is released when the thread
+ * exits (or evicts it from its small cache) and reused by the next thread
+ * that needs one. Records live until the system is freed.
+ */
+struct tri_ext {
+  /* --- single writer: the thread holding the record --- */
+  _Atomic uint64_t qs;
+  _Atomic uint64_t sent;
+  /* --- immutable after creation --- */
+  tri_sched *sched;
+  unsigned id; /* s->n + index: its pool's owner id */
+  void *local;
+  tri_ext *next;
+  /* --- under sched->ext_lock --- */
+  bool in_use;
 };
 
 static _Thread_local tri_worker *tls_worker;
@@ -178,36 +197,28 @@ tri_worker *tri_sched_worker(tri_sched *s, unsigned i) { return i < s->n ? &s->w
 
 /* ------------------------------------------------------------ counters */
 
-void tri_sched_count_sent(tri_sched *s, tri_worker *w, uint64_t n) {
-  if (w != NULL)
-    tri_ctr_add(&w->sent, n);
-  else
-    atomic_fetch_add_explicit(&s->ext_sent, n, memory_order_seq_cst);
-}
-
-void tri_sched_uncount_sent(tri_sched *s, tri_worker *w, uint64_t n) {
-  if (w != NULL)
-    tri_ctr_add(&w->sent, (uint64_t)0 - n);
-  else
-    atomic_fetch_sub_explicit(&s->ext_sent, n, memory_order_seq_cst);
+void tri_sched_count_sent(tri_worker *w, tri_ext *e, int64_t n) {
+  tri_ctr_add(w != NULL ? &w->sent : &e->sent, (uint64_t)n);
 }
 
 void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n) {
   if (w != NULL)
     tri_ctr_add(&w->done, n);
   else
-    atomic_fetch_add_explicit(&s->ext_done, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->late_done, n, memory_order_relaxed);
 }
 
 uint64_t tri_sched_sent_total(tri_sched *s) {
-  uint64_t t = atomic_load_explicit(&s->ext_sent, memory_order_seq_cst);
+  uint64_t t = 0;
   for (unsigned i = 0; i < s->n; i++)
     t += atomic_load_explicit(&s->workers[i].sent, memory_order_relaxed);
+  for (tri_ext *e = atomic_load_explicit(&s->ext_head, memory_order_acquire); e; e = e->next)
+    t += atomic_load_explicit(&e->sent, memory_order_relaxed);
   return t;
 }
 
 uint64_t tri_sched_done_total(tri_sched *s) {
-  uint64_t t = atomic_load_explicit(&s->ext_done, memory_order_relaxed);
+  uint64_t t = atomic_load_explicit(&s->late_done, memory_order_relaxed);
   for (unsigned i = 0; i < s->n; i++)
     t += atomic_load_explicit(&s->workers[i].done, memory_order_relaxed);
   return t;
@@ -386,102 +397,172 @@ static void run_batch(tri_sched *s, tri_deferred *d, tri_worker *w) {
   }
 }
 
-/* Under limbo_lock. Flip the external-reader phase (at most twice) when the
- * readers that entered two phases ago have all left. */
-static void ext_advance(tri_sched *s) {
-  for (int k = 0; k < 2; k++) {
-    uint64_t p = atomic_load_explicit(&s->ext_phase, memory_order_seq_cst);
-    unsigned old = (unsigned)((p + 1) & 1); /* the parity of phase p - 1 */
-    for (unsigned i = 0; i < EXT_STRIPES; i++)
-      /* Seq_cst: pairs with the readers' seq_cst increment (see
-       * tri_sched_ext_enter) and acquires their release decrement. */
-      if (atomic_load_explicit(&s->ext[i].n[old], memory_order_seq_cst) != 0)
-        return;
-    atomic_store_explicit(&s->ext_phase, p + 1, memory_order_seq_cst);
+/* The oldest epoch an online participant may still be reading under. */
+static uint64_t qs_min(tri_sched *s) {
+  uint64_t min = UINT64_MAX;
+  /* Seq_cst loads: pair with the participants' seq_cst online stores (see
+   * qs_online) and acquire their release stores at quiescent points. */
+  for (unsigned i = 0; i < s->n; i++) {
+    uint64_t q = atomic_load_explicit(&s->workers[i].qs, memory_order_seq_cst);
+    if (q != 0 && q < min)
+      min = q;
   }
-}
-
-/* Under limbo_lock: detach stage 2 if every external reader that could
- * have seen its objects has left (two phase flips since it last grew). */
-static tri_deferred *stage2_take(tri_sched *s, size_t *n) {
-  tri_deferred *d = s->stage2;
-  if (d == NULL || atomic_load_explicit(&s->ext_phase, memory_order_relaxed) < s->stage2_tag + 2)
-    return NULL;
-  s->stage2 = NULL;
-  for (tri_deferred *x = d; x != NULL; x = x->next)
-    ++*n;
-  return d;
+  for (tri_ext *e = atomic_load_explicit(&s->ext_head, memory_order_acquire); e; e = e->next) {
+    uint64_t q = atomic_load_explicit(&e->qs, memory_order_seq_cst);
+    if (q != 0 && q < min)
+      min = q;
+  }
+  return min;
 }
 
 static void reclaim_poll(tri_sched *s, tri_worker *w) {
   if (atomic_load_explicit(&s->limbo_len, memory_order_relaxed) == 0)
     return;
-  uint64_t min = UINT64_MAX;
-  for (unsigned i = 0; i < s->n; i++) {
-    /* Acquire: pairs with the release stores in qs_point/qs_offline. */
-    uint64_t q = atomic_load_explicit(&s->workers[i].qs, memory_order_seq_cst);
-    if (q != 0 && q < min)
-      min = q;
-  }
-  tri_deferred *ready = NULL;
-  size_t freed = 0;
+  uint64_t min = qs_min(s);
+  tri_deferred *batch = NULL, **tail = &batch;
+  size_t taken = 0;
   pthread_mutex_lock(&s->limbo_lock);
-  ext_advance(s);
-  ready = stage2_take(s, &freed);
-  /* Stage 1 -> 2: every worker has passed a quiescent point since these
-   * were deferred (epochs are assigned under this lock: list in order). */
-  bool moved = false;
+  /* Epochs are assigned under this lock, so the list is in epoch order. */
   while (s->limbo_head != NULL && s->limbo_head->epoch <= min) {
     tri_deferred *d = s->limbo_head;
     s->limbo_head = d->next;
-    d->next = s->stage2;
-    s->stage2 = d;
-    moved = true;
+    d->next = NULL;
+    *tail = d;
+    tail = &d->next;
+    taken++;
   }
   if (s->limbo_head == NULL)
     s->limbo_tail = NULL;
-  if (moved) {
-    s->stage2_tag = atomic_load_explicit(&s->ext_phase, memory_order_relaxed);
-    /* With no external reader inside, both flips happen now. */
-    ext_advance(s);
-    if (ready == NULL)
-      ready = stage2_take(s, &freed);
-  }
-  atomic_fetch_sub_explicit(&s->limbo_len, freed, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&s->limbo_len, taken, memory_order_relaxed);
   pthread_mutex_unlock(&s->limbo_lock);
-  run_batch(s, ready, w);
+  run_batch(s, batch, w);
 }
 
 void tri_sched_run_deferred(tri_sched *s) {
   pthread_mutex_lock(&s->limbo_lock);
   tri_deferred *batch = s->limbo_head;
   s->limbo_head = s->limbo_tail = NULL;
-  tri_deferred *two = s->stage2;
-  s->stage2 = NULL;
   atomic_store_explicit(&s->limbo_len, 0, memory_order_relaxed);
   pthread_mutex_unlock(&s->limbo_lock);
   run_batch(s, batch, NULL);
-  run_batch(s, two, NULL);
 }
 
-/* Each thread counts in one stripe, picked once from its TLS address. */
-static _Thread_local unsigned tls_stripe = EXT_STRIPES;
+/* ------------------------------------------------------------ externals */
 
-unsigned tri_sched_ext_enter(tri_sched *s) {
-  if (tls_stripe == EXT_STRIPES)
-    tls_stripe = (unsigned)(((uintptr_t)&tls_stripe >> 6) % EXT_STRIPES);
-  uint64_t p = atomic_load_explicit(&s->ext_phase, memory_order_seq_cst);
-  /* Seq_cst increment, then lookups. If a reclaimer saw this counter at 0
-   * and flipped past our phase anyway, its check precedes our increment in
-   * the total order, hence follows the unpublishing: our lookups cannot
-   * find what it frees. */
-  atomic_fetch_add_explicit(&s->ext[tls_stripe].n[p & 1], 1, memory_order_seq_cst);
-  return (unsigned)((p & 1) << 8) | tls_stripe;
+/* Live systems, so a thread-exit destructor never touches a freed one. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static tri_sched *live_head;
+static _Atomic uint64_t next_uid = 1;
+
+/* Per thread: the records it holds, keyed by system uid. */
+typedef struct tls_entry {
+  uint64_t uid;
+  tri_ext *e;
+} tls_entry;
+static _Thread_local tls_entry tls_ext[TLS_SLOTS];
+static _Thread_local unsigned tls_victim;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/* Give a record back, if its system still exists. Lock order: live_lock,
+ * then ext_lock. */
+static void ext_release(uint64_t uid, tri_ext *e) {
+  pthread_mutex_lock(&live_lock);
+  for (tri_sched *s = live_head; s != NULL; s = s->live_next) {
+    if (s->uid == uid) {
+      pthread_mutex_lock(&s->ext_lock);
+      e->in_use = false;
+      pthread_mutex_unlock(&s->ext_lock);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&live_lock);
 }
 
-void tri_sched_ext_leave(tri_sched *s, unsigned token) {
-  /* Release: our accesses happen before a reclaimer that reads the drop. */
-  atomic_fetch_sub_explicit(&s->ext[token & 0xff].n[token >> 8], 1, memory_order_release);
+static void tls_exit(void *unused) {
+  (void)unused;
+  for (unsigned i = 0; i < TLS_SLOTS; i++) {
+    if (tls_ext[i].e != NULL)
+      ext_release(tls_ext[i].uid, tls_ext[i].e);
+    tls_ext[i] = (tls_entry){0, NULL};
+  }
+}
+
+static void tls_key_make(void) { pthread_key_create(&tls_key, tls_exit); }
+
+static tri_ext *ext_acquire(tri_sched *s) {
+  tri_ext *e = NULL;
+
+  pthread_once(&tls_once, tls_key_make);
+  pthread_mutex_lock(&s->ext_lock);
+  for (tri_ext *x = atomic_load_explicit(&s->ext_head, memory_order_relaxed); x; x = x->next) {
+    if (!x->in_use) {
+      e = x;
+      break;
+    }
+  }
+  if (e == NULL && s->ext_count < TRI_EXT_MAX) {
+    e = calloc(1, sizeof *e);
+    void *local = s->local_size ? calloc(1, s->local_size) : NULL;
+    if (e == NULL || (s->local_size && local == NULL)) {
+      free(e);
+      free(local);
+      e = NULL;
+    } else {
+      e->sched = s;
+      e->id = s->n + s->ext_count;
+      e->local = local;
+      if (s->ops.ext_start != NULL)
+        s->ops.ext_start(e, local, s->ops.arg);
+      e->next = atomic_load_explicit(&s->ext_head, memory_order_relaxed);
+      /* Release: the record is complete before readers can reach it. */
+      atomic_store_explicit(&s->ext_dir[s->ext_count], e, memory_order_release);
+      atomic_store_explicit(&s->ext_head, e, memory_order_release);
+      s->ext_count++;
+    }
+  }
+  if (e != NULL)
+    e->in_use = true;
+  pthread_mutex_unlock(&s->ext_lock);
+  if (e == NULL)
+    return NULL;
+  pthread_setspecific(tls_key, (void *)1); /* run tls_exit at thread exit */
+  tls_entry *slot = &tls_ext[tls_victim++ % TLS_SLOTS];
+  if (slot->e != NULL)
+    ext_release(slot->uid, slot->e);
+  *slot = (tls_entry){s->uid, e};
+  return e;
+}
+
+tri_ext *tri_sched_ext_enter(tri_sched *s) {
+  tri_ext *e = NULL;
+  for (unsigned i = 0; i < TLS_SLOTS; i++) {
+    if (tls_ext[i].uid == s->uid) {
+      e = tls_ext[i].e;
+      break;
+    }
+  }
+  if (e == NULL && (e = ext_acquire(s)) == NULL)
+    return NULL;
+  /* Online for the length of this call; same argument as qs_online. */
+  atomic_store_explicit(&e->qs, atomic_load_explicit(&s->gp, memory_order_seq_cst),
+                        memory_order_seq_cst);
+  atomic_thread_fence(memory_order_seq_cst);
+  return e;
+}
+
+void tri_sched_ext_leave(tri_ext *e) {
+  /* Release: our accesses happen before a reclaimer that reads the 0. */
+  atomic_store_explicit(&e->qs, 0, memory_order_release);
+}
+
+unsigned tri_ext_id(const tri_ext *e) { return e->id; }
+void *tri_ext_local(tri_ext *e) { return e->local; }
+
+tri_ext *tri_sched_ext_by_id(tri_sched *s, unsigned id) {
+  if (id < s->n || id - s->n >= TRI_EXT_MAX)
+    return NULL;
+  return atomic_load_explicit(&s->ext_dir[id - s->n], memory_order_acquire);
 }
 
 /* ------------------------------------------------------------ workers */
@@ -716,6 +797,13 @@ int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size
   pthread_mutex_init(&s->park_lock, NULL);
   pthread_cond_init(&s->quiet_cond, NULL);
   pthread_mutex_init(&s->limbo_lock, NULL);
+  pthread_mutex_init(&s->ext_lock, NULL);
+  s->local_size = local_size;
+  s->uid = atomic_fetch_add(&next_uid, 1);
+  pthread_mutex_lock(&live_lock);
+  s->live_next = live_head;
+  live_head = s;
+  pthread_mutex_unlock(&live_lock);
   atomic_init(&s->gp, 1);
   atomic_init(&s->state, S_NEW);
   *out = s;
@@ -798,6 +886,21 @@ void tri_sched_free(tri_sched *s) {
     return;
   tri_sched_stop(s);
   tri_sched_run_deferred(s);
+  /* Unlist first: from now on no thread-exit destructor touches a record. */
+  pthread_mutex_lock(&live_lock);
+  for (tri_sched **p = &live_head; *p != NULL; p = &(*p)->live_next) {
+    if (*p == s) {
+      *p = s->live_next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&live_lock);
+  for (tri_ext *e = atomic_load(&s->ext_head), *next; e != NULL; e = next) {
+    next = e->next;
+    free(e->local);
+    free(e);
+  }
+  pthread_mutex_destroy(&s->ext_lock);
   for (unsigned i = 0; i < s->n; i++) {
     free(s->workers[i].runq_slots);
     free(s->workers[i].local);

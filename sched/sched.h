@@ -17,6 +17,9 @@
 typedef struct tri_sched tri_sched;
 typedef struct tri_worker tri_worker;
 typedef struct tri_deferred tri_deferred;
+typedef struct tri_ext tri_ext;
+
+#define TRI_EXT_MAX 1024u /* external participants (threads at once) per system */
 
 /*
  * Task state word. IDLE (0): on no queue, not running. SCHEDULED: on exactly
@@ -59,6 +62,8 @@ typedef struct tri_sched_ops {
   /* Reclaim an object deferred with tri_sched_defer (required if used). */
   void (*reclaim)(tri_deferred *d, tri_worker *w, void *arg);
   void (*worker_start)(tri_worker *w, void *local, void *arg);
+  /* A new external participant's local area, on the creating thread. */
+  void (*ext_start)(tri_ext *e, void *local, void *arg);
   void (*worker_stop)(tri_worker *w, void *local, void *arg);
   void *arg;
 } tri_sched_ops;
@@ -107,13 +112,13 @@ void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *task);
 
 /*
  * Quiescence accounting: every unit of work (a message, a stop request) is
- * counted once when it is accepted (tri_sched_count_sent, any thread; `w` is
- * tri_sched_self(s)) and once when it is disposed of (tri_sched_count_done,
- * on a worker, or with w NULL from the owner once workers are stopped).
+ * counted once when it is accepted (tri_sched_count_sent, by the worker `w`
+ * or the external participant `e` doing it; n may be negative to take a count
+ * back) and once when it is disposed of (tri_sched_count_done, on a worker,
+ * or with w NULL from the owner once workers are stopped).
  */
-void tri_sched_count_sent(tri_sched *s, tri_worker *w, uint64_t n);
+void tri_sched_count_sent(tri_worker *w, tri_ext *e, int64_t n);
 void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n);
-void tri_sched_uncount_sent(tri_sched *s, tri_worker *w, uint64_t n);
 
 /* Block until quiescent or stopping. timeout_ms = UINT64_MAX: no limit.
  * Returns 0, or ETIMEDOUT. */
@@ -129,10 +134,20 @@ int tri_sched_wait(tri_sched *s, uint64_t timeout_ms);
  */
 void tri_sched_defer(tri_worker *w, tri_deferred *d);
 
-/* External (non-worker) read-side section around a lookup and its use.
- * Never blocks; pass leave() the token enter() returned. Any thread. */
-unsigned tri_sched_ext_enter(tri_sched *s);
-void tri_sched_ext_leave(tri_sched *s, unsigned token);
+/*
+ * A non-worker thread brackets each call that looks tasks up with enter and
+ * leave: in between it is an online QSBR participant, so what it found stays
+ * valid. enter returns this thread's participant record for `s` (created on
+ * first use, cached per thread, given back when the thread exits), or NULL
+ * when none can be allocated. Never blocks except on first use. Any thread
+ * that is not a worker of `s`.
+ */
+tri_ext *tri_sched_ext_enter(tri_sched *s);
+void tri_sched_ext_leave(tri_ext *e);
+unsigned tri_ext_id(const tri_ext *e); /* >= threads: distinct from workers */
+void *tri_ext_local(tri_ext *e);
+/* The participant with id `id`, or NULL (any thread). */
+tri_ext *tri_sched_ext_by_id(tri_sched *s, unsigned id);
 
 void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out);
 uint64_t tri_sched_sent_total(tri_sched *s);
