@@ -270,6 +270,37 @@ static tr_status check_ctx(const tr_ctx *ctx) {
   return TR_OK;
 }
 
+/* What a message will carry: scalars to encode, or validated raw bytes. */
+typedef struct payload {
+  const tr_val *vals;
+  size_t n;
+  bool as_array;
+  const void *raw;
+} payload;
+
+/* Build a message of `size` payload bytes from `p` and deliver it. */
+static tr_status send_payload(tr_ctx *ctx, tr_ref to, uint32_t tag, size_t size, const payload *p) {
+  caller c;
+  tr_status st = enter(ctx, &c);
+  if (st != TR_OK)
+    return st;
+  tri_msg *m = tri_msg_alloc(c.l, size);
+  if (m == NULL) {
+    st = TR_ENOMEM;
+  } else {
+    if (p->raw != NULL) {
+      memcpy(m->bytes, p->raw, size);
+    } else {
+      size_t wrote = tri_mp_write_vals(m->bytes, size, p->vals, p->n, p->as_array);
+      tri_assert(wrote == size);
+    }
+    m->tag = tag;
+    st = deliver(ctx, &c, to, m);
+  }
+  leave(&c);
+  return st;
+}
+
 static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *vals, size_t n,
                            bool as_array) {
   tr_status st = check_ctx(ctx);
@@ -290,20 +321,8 @@ static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *v
   }
   if (size > max)
     return TR_ETOOBIG;
-  caller c;
-  if ((st = enter(ctx, &c)) != TR_OK)
-    return st;
-  tri_msg *m = tri_msg_alloc(c.l, size);
-  if (m == NULL) {
-    leave(&c);
-    return TR_ENOMEM;
-  }
-  size_t wrote = tri_mp_write_vals(m->bytes, size, vals, n, as_array);
-  tri_assert(wrote == size);
-  m->tag = tag;
-  st = deliver(ctx, &c, to, m);
-  leave(&c);
-  return st;
+  payload p = {vals, n, as_array, NULL};
+  return send_payload(ctx, to, tag, size, &p);
 }
 
 TR_API tr_status tr_send(tr_ctx *ctx, tr_ref to, uint32_t tag) {
@@ -355,19 +374,8 @@ TR_API tr_status tr_send_msgpack(tr_ctx *ctx, tr_ref to, uint32_t tag, const voi
     return TR_ETOOBIG;
   if ((st = tr_mp_check(bytes, len)) != TR_OK)
     return st;
-  caller c;
-  if ((st = enter(ctx, &c)) != TR_OK)
-    return st;
-  tri_msg *m = tri_msg_alloc(c.l, len);
-  if (m == NULL) {
-    leave(&c);
-    return TR_ENOMEM;
-  }
-  memcpy(m->bytes, bytes, len);
-  m->tag = tag;
-  st = deliver(ctx, &c, to, m);
-  leave(&c);
-  return st;
+  payload p = {NULL, 0, false, bytes};
+  return send_payload(ctx, to, tag, len, &p);
 }
 
 /* ------------------------------------------------------------ control */

@@ -199,64 +199,53 @@ static tr_status get_val(const tr_msg *msg, tr_val *v) {
   return tr_mp_get_val(msg->bytes, msg->len, v);
 }
 
-TR_API tr_status tr_msg_get_int(const tr_msg *msg, int64_t *out) {
-  tr_val v;
-  tr_status st;
+/* Decode the payload as one value; `want` (unless NIL, meaning "any")
+ * names the only type accepted. Every getter goes through here. */
+static tr_status get_typed(const tr_msg *msg, const void *out, tr_val_type want, tr_val *v) {
   if (out == NULL)
     return TR_EINVAL;
-  if ((st = get_val(msg, &v)) != TR_OK)
-    return st;
-  return tr_val_get_int(&v, out);
+  tr_status st = get_val(msg, v);
+  if (st == TR_OK && want != TR_VAL_NIL && v->type != want)
+    return TR_EDECODE;
+  return st;
+}
+
+TR_API tr_status tr_msg_get_int(const tr_msg *msg, int64_t *out) {
+  tr_val v;
+  tr_status st = get_typed(msg, out, TR_VAL_NIL, &v);
+  return st != TR_OK ? st : tr_val_get_int(&v, out);
 }
 
 TR_API tr_status tr_msg_get_uint(const tr_msg *msg, uint64_t *out) {
   tr_val v;
-  tr_status st;
-  if (out == NULL)
-    return TR_EINVAL;
-  if ((st = get_val(msg, &v)) != TR_OK)
-    return st;
-  return tr_val_get_uint(&v, out);
+  tr_status st = get_typed(msg, out, TR_VAL_NIL, &v);
+  return st != TR_OK ? st : tr_val_get_uint(&v, out);
 }
 
 TR_API tr_status tr_msg_get_double(const tr_msg *msg, double *out) {
   tr_val v;
-  tr_status st;
-  if (out == NULL)
-    return TR_EINVAL;
-  if ((st = get_val(msg, &v)) != TR_OK)
-    return st;
-  if (v.type != TR_VAL_DOUBLE)
-    return TR_EDECODE;
-  *out = v.as.d;
-  return TR_OK;
+  tr_status st = get_typed(msg, out, TR_VAL_DOUBLE, &v);
+  if (st == TR_OK)
+    *out = v.as.d;
+  return st;
 }
 
 TR_API tr_status tr_msg_get_bool(const tr_msg *msg, bool *out) {
   tr_val v;
-  tr_status st;
-  if (out == NULL)
-    return TR_EINVAL;
-  if ((st = get_val(msg, &v)) != TR_OK)
-    return st;
-  if (v.type != TR_VAL_BOOL)
-    return TR_EDECODE;
-  *out = v.as.b;
-  return TR_OK;
+  tr_status st = get_typed(msg, out, TR_VAL_BOOL, &v);
+  if (st == TR_OK)
+    *out = v.as.b;
+  return st;
 }
 
 static tr_status get_bytes(const tr_msg *msg, tr_val_type type, const void **ptr, size_t *len) {
   tr_val v;
-  tr_status st;
-  if (ptr == NULL || len == NULL)
-    return TR_EINVAL;
-  if ((st = get_val(msg, &v)) != TR_OK)
-    return st;
-  if (v.type != type)
-    return TR_EDECODE;
-  *ptr = v.as.bytes.ptr;
-  *len = v.as.bytes.len;
-  return TR_OK;
+  tr_status st = ptr == NULL ? TR_EINVAL : get_typed(msg, len, type, &v);
+  if (st == TR_OK) {
+    *ptr = v.as.bytes.ptr;
+    *len = v.as.bytes.len;
+  }
+  return st;
 }
 
 TR_API tr_status tr_msg_get_str(const tr_msg *msg, const char **ptr, size_t *len) {

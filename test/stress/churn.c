@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <troupe.h>
 
+#include "check.h"
+
 enum { DATA = 1, SUICIDE, GO, MORE };
 
 static unsigned nvictims = 32;
@@ -54,16 +56,9 @@ static void count(tr_status st) {
     atomic_fetch_add(&other_errors, 1);
 }
 
-static uint64_t rnd(uint64_t *x) {
-  *x ^= *x << 13;
-  *x ^= *x >> 7;
-  *x ^= *x << 17;
-  return *x;
-}
-
 static void send_some(tr_ctx *ctx, uint64_t *rng, uint64_t n) {
   for (uint64_t i = 0; i < n; i++) {
-    tr_ref to = {atomic_load_explicit(&slots[rnd(rng) % nvictims], memory_order_relaxed)};
+    tr_ref to = {atomic_load_explicit(&slots[check_rand(rng) % nvictims], memory_order_relaxed)};
     count(tr_send_uint(ctx, to, DATA, i));
   }
 }
@@ -91,17 +86,6 @@ static void *sender_thread(void *p) {
     sched_yield();
   }
   return NULL;
-}
-
-static unsigned passed, failed;
-
-static void expect(int ok, const char *what, unsigned long long got, unsigned long long want) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    fprintf(stderr, "churn: FAILED %s: got %llu, expected %llu\n", what, got, want);
-  }
 }
 
 int main(int argc, char **argv) {
@@ -169,7 +153,7 @@ int main(int argc, char **argv) {
   /* The killer: this thread. */
   uint64_t rng = 88172645463325252ull, stops = 0;
   for (uint64_t k = 0; k < replacements; k++) {
-    unsigned i = (unsigned)(rnd(&rng) % nvictims);
+    unsigned i = (unsigned)(check_rand(&rng) % nvictims);
     tr_ref old = {atomic_load(&slots[i])};
     tr_status st = (k & 1) ? tr_stop(ctx, old) : tr_send(ctx, old, SUICIDE);
     if (st == TR_OK)
@@ -218,6 +202,5 @@ int main(int argc, char **argv) {
          atomic_load(&fini_calls), spawned);
   free(slots);
   free(t);
-  printf("churn: %u passed, %u failed\n", passed, failed);
-  return failed != 0;
+  return check_report("churn");
 }

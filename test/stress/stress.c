@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <troupe.h>
 
+#include "check.h"
+
 enum { GO = 1, DATA, MORE };
 
 typedef struct config {
@@ -80,20 +82,13 @@ static tr_status receiver_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg)
 
 /* ------------------------------------------------------------ senders */
 
-static uint64_t next_rand(uint64_t *x) {
-  *x ^= *x << 13;
-  *x ^= *x >> 7;
-  *x ^= *x << 17;
-  return *x;
-}
-
 /* Send one burst of up to `burst` messages from sender `id`; returns the
  * number of send errors. */
 static uint64_t burst(tr_ctx *ctx, uint64_t id, uint64_t *seq, uint64_t *rng, uint64_t n) {
   uint64_t errors = 0;
   for (uint64_t i = 0; i < n; i++) {
     tr_val v[2] = {tr_uint(id), tr_uint((*seq)++)};
-    tr_ref to = g.receivers[next_rand(rng) % g.cfg.receivers];
+    tr_ref to = g.receivers[check_rand(rng) % g.cfg.receivers];
     errors += tr_send_vals(ctx, to, DATA, v, 2) != TR_OK;
   }
   return errors;
@@ -137,17 +132,6 @@ static void *sender_thread(void *p) {
 }
 
 /* ------------------------------------------------------------ main */
-
-static unsigned passed, failed;
-
-static void expect(int ok, const char *what, unsigned long long got, unsigned long long want) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    fprintf(stderr, "stress: FAILED %s: got %llu, expected %llu\n", what, got, want);
-  }
-}
 
 int main(int argc, char **argv) {
   config c = {.workers = 2, .receivers = 16, .sactors = 8, .sthreads = 2, .msgs = 20000, .seed = 1};
@@ -256,6 +240,5 @@ int main(int argc, char **argv) {
   free(g.receivers);
   free(tids);
   free(targs);
-  printf("stress: %u passed, %u failed\n", passed, failed);
-  return failed != 0;
+  return check_report("stress");
 }
