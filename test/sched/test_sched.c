@@ -12,8 +12,9 @@
  * abort the test with an unclear report, so they never assert: they count
  * what went wrong in atomics (with the line of the first failure) and the
  * main thread asserts on the counts once tr_system_wait says the system is
- * quiescent. Results a behaviour must report live in static atomics it is
- * handed through its init argument; everything else stays in private state.
+ * quiescent. What a behaviour reports goes to static atomics (or to slots
+ * it is handed through its init argument); everything else stays in its
+ * private state, which only the runtime's exclusivity protects.
  * Counts are modest so each test takes well under a second natively and a
  * few seconds under ThreadSanitizer on a 2-core machine.
  */
@@ -23,10 +24,11 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <troupe.h>
+
+#include "../common/tr_test.h"
 #include <unistd.h>
 
 TestSuite(sched, .timeout = 60);
@@ -54,30 +56,9 @@ static bool expect_at(bool ok, int line) {
 #define EXPECT(cond) expect_at((cond), __LINE__)
 
 #define ASSERT_NO_BAD()                                                                            \
-  cr_assert_eq(atomic_load(&g_bad), 0, "%llu failed expectation(s) off the main thread, first "   \
-               "at line %d",                                                                       \
+  cr_assert_eq(atomic_load(&g_bad), 0,                                                             \
+               "%llu failed expectation(s) off the main thread, the first at line %d",             \
                (unsigned long long)atomic_load(&g_bad), atomic_load(&g_bad_line))
-
-/* Main thread: a call must succeed. */
-#define OK(expr)                                                                                   \
-  do {                                                                                             \
-    tr_status st_ = (expr);                                                                        \
-    cr_assert_eq(st_, TR_OK, "%s: %s", #expr, tr_status_name(st_));                                \
-  } while (0)
-
-/* Main thread: a call must give `want`. */
-#define EXPECT_ST(expr, want)                                                                      \
-  do {                                                                                             \
-    tr_status st_ = (expr);                                                                        \
-    cr_assert_eq(st_, (want), "%s: got %s, want %s", #expr, tr_status_name(st_),                   \
-                 tr_status_name(want));                                                            \
-  } while (0)
-
-/* Wait for quiescence with a deadline, so a lost wake-up fails the test
- * with a message instead of hanging it (the quiescence tests below call
- * tr_system_wait itself). */
-#define WAIT_MS 20000
-#define WAIT(sys) EXPECT_ST(tr_system_wait_for((sys), WAIT_MS), TR_OK)
 
 static void reset_bad(void) {
   atomic_store(&g_bad, 0);
@@ -100,12 +81,6 @@ static tr_ref spawn(tr_system *sys, const tr_actor_spec *spec, const void *arg) 
   return r;
 }
 
-static tr_system_stats stats(tr_system *sys) {
-  tr_system_stats s;
-  OK(tr_system_stats_get(sys, &s));
-  return s;
-}
-
 static tr_actor_stats actor_stats(tr_system *sys, tr_ref r) {
   tr_actor_stats s;
   OK(tr_actor_stats_get(tr_system_ctx(sys), r, &s));
@@ -116,9 +91,8 @@ static tr_actor_stats actor_stats(tr_system *sys, tr_ref r) {
 static void assert_conserved(tr_system *sys) {
   tr_system_stats s = stats(sys);
   cr_assert_eq(s.sent, s.handled + s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED],
-               "sent %llu != handled %llu + stopped %llu + failed %llu",
-               (unsigned long long)s.sent, (unsigned long long)s.handled,
-               (unsigned long long)s.dead_letters[TR_DEAD_STOPPED],
+               "sent %llu != handled %llu + stopped %llu + failed %llu", (unsigned long long)s.sent,
+               (unsigned long long)s.handled, (unsigned long long)s.dead_letters[TR_DEAD_STOPPED],
                (unsigned long long)s.dead_letters[TR_DEAD_FAILED]);
 }
 
@@ -237,8 +211,8 @@ static void *sender_thread_main(void *p) {
 static void start_sender_threads(sender_thread *ts, unsigned n, tr_system *sys, unsigned first,
                                  uint64_t count, chunk_fn fn, pthread_barrier_t *go) {
   for (unsigned i = 0; i < n; i++) {
-    ts[i] = (sender_thread){.sys = sys, .sender = first + i, .count = count, .send_one = fn,
-                            .go = go};
+    ts[i] =
+        (sender_thread){.sys = sys, .sender = first + i, .count = count, .send_one = fn, .go = go};
     cr_assert_eq(pthread_create(&ts[i].tid, NULL, sender_thread_main, &ts[i]), 0);
   }
 }
@@ -255,12 +229,12 @@ static void join_sender_threads(sender_thread *ts, unsigned n) {
  * seq) it sees, so a duplicate is caught where it happens, and sums the
  * values, so a loss shows up after the wait.
  */
-#define EO_RECV 12
-#define EO_ACTORS 5
+#define EO_RECV    12
+#define EO_ACTORS  5
 #define EO_THREADS 3
 #define EO_SENDERS (EO_ACTORS + EO_THREADS)
-#define EO_MSGS 150
-#define EO_CHUNK 25
+#define EO_MSGS    150
+#define EO_CHUNK   25
 
 typedef struct eo_result {
   _Atomic uint64_t count, sum;
@@ -307,8 +281,10 @@ static void exactly_once(unsigned threads) {
   reset_bad();
   memset(eo_results, 0, sizeof eo_results);
   tr_system *sys = new_system(threads, 0);
-  tr_actor_spec rspec = {.name = "eo-receiver", .behaviour = eo_receiver_behaviour,
-                         .state_size = sizeof(eo_receiver), .init = eo_receiver_init};
+  tr_actor_spec rspec = {.name = "eo-receiver",
+                         .behaviour = eo_receiver_behaviour,
+                         .state_size = sizeof(eo_receiver),
+                         .init = eo_receiver_init};
   for (unsigned r = 0; r < EO_RECV; r++)
     eo_receivers[r] = spawn(sys, &rspec, &eo_results[r]);
   OK(tr_system_start(sys));
@@ -358,13 +334,13 @@ Test(sched, exactly_once_8_workers) { exactly_once(8); }
  * ring and spills, and FIFO across ring and spill list is certainly tested.
  * The other senders (actors and threads) then race while the system runs.
  */
-#define FF_RECV 3
-#define FF_ACTORS 3
+#define FF_RECV    3
+#define FF_ACTORS  3
 #define FF_THREADS 3
 #define FF_SENDERS (1 + FF_ACTORS + FF_THREADS)
-#define FF_PRE 100
-#define FF_MSGS 1000
-#define FF_CHUNK 100
+#define FF_PRE     100
+#define FF_MSGS    1000
+#define FF_CHUNK   100
 
 static _Atomic uint64_t ff_count[FF_RECV][FF_SENDERS];
 static tr_ref ff_receivers[FF_RECV];
@@ -412,8 +388,10 @@ static void fifo(unsigned threads) {
   reset_bad();
   memset(ff_count, 0, sizeof ff_count);
   tr_system *sys = new_system(threads, 0);
-  tr_actor_spec rspec = {.name = "ff-receiver", .behaviour = ff_receiver_behaviour,
-                         .state_size = sizeof(ff_receiver), .init = ff_receiver_init};
+  tr_actor_spec rspec = {.name = "ff-receiver",
+                         .behaviour = ff_receiver_behaviour,
+                         .state_size = sizeof(ff_receiver),
+                         .init = ff_receiver_init};
   for (unsigned r = 0; r < FF_RECV; r++)
     ff_receivers[r] = spawn(sys, &rspec, &r);
   for (uint64_t i = 0; i < FF_PRE; i++)
@@ -522,10 +500,10 @@ Test(sched, fifo_per_sender_8_workers) { fifo(8); }
  * to widen any window. At the end each target reports its plain counter.
  */
 #define EX_TARGETS 4
-#define EX_ACTORS 4
+#define EX_ACTORS  4
 #define EX_THREADS 4
-#define EX_MSGS 300
-#define EX_CHUNK 50
+#define EX_MSGS    300
+#define EX_CHUNK   50
 
 static _Atomic unsigned ex_inside[EX_TARGETS];
 static _Atomic uint64_t ex_violations;
@@ -580,8 +558,10 @@ static void exclusive(unsigned threads) {
   memset(ex_reported, 0, sizeof ex_reported);
   atomic_store(&ex_violations, 0);
   tr_system *sys = new_system(threads, 0);
-  tr_actor_spec tspec = {.name = "ex-target", .behaviour = ex_target_behaviour,
-                         .state_size = sizeof(ex_target), .init = ex_target_init};
+  tr_actor_spec tspec = {.name = "ex-target",
+                         .behaviour = ex_target_behaviour,
+                         .state_size = sizeof(ex_target),
+                         .init = ex_target_init};
   for (unsigned t = 0; t < EX_TARGETS; t++)
     ex_targets[t] = spawn(sys, &tspec, &t);
   OK(tr_system_start(sys));
@@ -596,14 +576,16 @@ static void exclusive(unsigned threads) {
   pthread_barrier_wait(&go);
   join_sender_threads(ts, EX_THREADS);
   pthread_barrier_destroy(&go);
-  WAIT(sys);
+  tr_status waited = tr_system_wait_for(sys, WAIT_MS);
+  /* Overlapping runs usually break the counts too: report them first. */
+  cr_assert_eq(atomic_load(&ex_violations), 0, "%llu runs overlapped another run of the actor",
+               (unsigned long long)atomic_load(&ex_violations));
+  EXPECT_ST(waited, TR_OK);
   for (unsigned t = 0; t < EX_TARGETS; t++)
     OK(tr_send(tr_system_ctx(sys), ex_targets[t], T_REPORT));
   WAIT(sys);
 
   ASSERT_NO_BAD();
-  cr_assert_eq(atomic_load(&ex_violations), 0, "%llu runs overlapped another run of the actor",
-               (unsigned long long)atomic_load(&ex_violations));
   const uint64_t want = (uint64_t)(EX_ACTORS + EX_THREADS) * EX_MSGS;
   for (unsigned t = 0; t < EX_TARGETS; t++)
     cr_assert_eq(atomic_load(&ex_reported[t]), want, "target %u counted %llu of %llu", t,
@@ -623,8 +605,8 @@ Test(sched, never_run_twice_at_once_8_workers) { exclusive(8); }
  * the OS thread it ran on.
  */
 #define WS_WORKERS 64
-#define WS_WORK 3
-#define WS_US 1000
+#define WS_WORK    3
+#define WS_US      1000
 
 static _Atomic int ws_tid[WS_WORKERS * WS_WORK];
 static _Atomic unsigned ws_done;
@@ -703,8 +685,8 @@ static void work_spreads(unsigned threads) {
       distinct[ndistinct++] = tid;
   }
   tr_system_stats s = stats(sys);
-  cr_assert_gt(ndistinct, 1, "all %u work items ran on one thread (%.0f ms)",
-               WS_WORKERS * WS_WORK, elapsed * 1e3);
+  cr_assert_gt(ndistinct, 1, "all %u work items ran on one thread (%.0f ms)", WS_WORKERS * WS_WORK,
+               elapsed * 1e3);
   cr_assert_leq(ndistinct, threads);
   cr_assert_gt(s.steals, 0, "no steals");
   cr_assert_eq(s.actors_spawned, 1 + WS_WORKERS);
@@ -721,7 +703,7 @@ Test(sched, work_spreads_4_workers) { work_spreads(4); }
 
 /* A chain: each link forwards the value + 1 to the next; the last one
  * records. tr_system_wait must not return while a token is in flight. */
-#define CH_LEN 8
+#define CH_LEN    8
 #define CH_TOKENS 100
 #define CH_ROUNDS 10
 
@@ -752,7 +734,7 @@ static tr_status ch_link_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) 
 }
 
 /* A ring of RG_LEN actors passing one token RG_HOPS times. */
-#define RG_LEN 3
+#define RG_LEN  3
 #define RG_HOPS 1000
 
 static _Atomic uint64_t rg_hops, rg_done;
@@ -792,14 +774,16 @@ static void wait_covers_chains(unsigned threads) {
   atomic_store(&rg_done, 0);
   tr_system *sys = new_system(threads, 0);
   tr_ctx *ctx = tr_system_ctx(sys);
-  tr_actor_spec lspec = {.name = "ch-link", .behaviour = ch_link_behaviour,
-                         .state_size = sizeof(ch_link), .init = ch_link_init};
+  tr_actor_spec lspec = {.name = "ch-link",
+                         .behaviour = ch_link_behaviour,
+                         .state_size = sizeof(ch_link),
+                         .init = ch_link_init};
   tr_ref next = TR_REF_NONE;
   for (unsigned i = 0; i < CH_LEN; i++)
     next = spawn(sys, &lspec, &next);
   tr_ref head = next;
-  tr_actor_spec rspec = {.name = "rg-node", .behaviour = rg_behaviour,
-                         .state_size = sizeof(rg_node)};
+  tr_actor_spec rspec = {
+      .name = "rg-node", .behaviour = rg_behaviour, .state_size = sizeof(rg_node)};
   tr_ref ring[RG_LEN];
   for (unsigned i = 0; i < RG_LEN; i++)
     ring[i] = spawn(sys, &rspec, NULL);
@@ -822,7 +806,8 @@ static void wait_covers_chains(unsigned threads) {
   }
   ASSERT_NO_BAD();
   /* Each token t arrives as t + (CH_LEN - 1). */
-  uint64_t per_round = (uint64_t)CH_TOKENS * (CH_TOKENS - 1) / 2 + (uint64_t)CH_TOKENS * (CH_LEN - 1);
+  uint64_t per_round =
+      (uint64_t)CH_TOKENS * (CH_TOKENS - 1) / 2 + (uint64_t)CH_TOKENS * (CH_LEN - 1);
   cr_assert_eq(atomic_load(&ch_sum), CH_ROUNDS * per_round);
   tr_system_free(sys);
 }
@@ -909,8 +894,8 @@ Test(sched, wait_on_idle_system_returns_promptly) {
  *   - "fails": fails on message AC_FAIL_AT of AC_QUEUED: AC_FAIL_AT - 1
  *     handled, 1 failed, the rest stopped;
  *   - "stopped": AC_QUEUED messages, then tr_stop from outside: all stopped. */
-#define AC_PLAIN 50
-#define AC_QUEUED 20
+#define AC_PLAIN   50
+#define AC_QUEUED  20
 #define AC_FAIL_AT 5
 
 static _Atomic uint64_t ac_calls;
@@ -988,10 +973,8 @@ static tr_status st_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
   }
 }
 
-static const tr_actor_spec st_spec = {.name = "st",
-                                      .behaviour = st_behaviour,
-                                      .state_size = sizeof(st_state),
-                                      .fini = st_fini};
+static const tr_actor_spec st_spec = {
+    .name = "st", .behaviour = st_behaviour, .state_size = sizeof(st_state), .fini = st_fini};
 
 static void st_reset(void) {
   reset_bad();
@@ -1179,9 +1162,8 @@ static tr_status probe_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
   return TR_OK;
 }
 
-static const tr_actor_spec probe_spec = {.name = "probe",
-                                         .behaviour = probe_behaviour,
-                                         .init = probe_init};
+static const tr_actor_spec probe_spec = {
+    .name = "probe", .behaviour = probe_behaviour, .init = probe_init};
 
 static tr_status hold_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
   (void)state;
@@ -1244,9 +1226,9 @@ Test(sched, system_stop_keeps_queued_mail_counted) {
 /* One hot counter gets messages from threads and actors at the same time;
  * the threads also feed the actors, so worker sends and external sends hit
  * the same mailboxes concurrently. */
-#define MX_ACTORS 4
+#define MX_ACTORS  4
 #define MX_THREADS 4
-#define MX_MSGS 500
+#define MX_MSGS    500
 
 static _Atomic uint64_t mx_count, mx_sum;
 static tr_ref mx_counter;
@@ -1352,8 +1334,10 @@ static tr_status sp_parent_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg
   case T_GO: {
     EXPECT(tr_ref_is_none(tr_msg_sender(msg))); /* sent from outside */
     atomic_store(&sp_parent_id, tr_self(ctx).id);
-    tr_actor_spec spec = {.name = "sp-child", .behaviour = sp_child_behaviour,
-                          .state_size = sizeof(sp_child), .init = sp_child_init};
+    tr_actor_spec spec = {.name = "sp-child",
+                          .behaviour = sp_child_behaviour,
+                          .state_size = sizeof(sp_child),
+                          .init = sp_child_init};
     uint64_t magic = 0xC0FFEE;
     tr_ref child;
     tr_status st = tr_spawn(ctx, &spec, &magic, &child);
