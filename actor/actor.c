@@ -145,6 +145,13 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
       break;
     }
   }
+  /* A run that used up its budget may still have emptied the mailbox (it
+   * took exactly the backlog it found): say so, or the scheduler would
+   * requeue it as busy and perhaps wake a helper for nothing. */
+  if (result == TRI_RUN_MORE && !tri_actor_ready(t, sys))
+    result = TRI_RUN_EMPTY;
+  else if (result == TRI_RUN_MORE && ctx.spills >= sys->cfg.batch)
+    result = TRI_RUN_YIELD;
   if (result != TRI_RUN_DEAD)
     tri_mailbox_end_sc(&a->mb);
   tri_local *l = tri_worker_local(w);

@@ -71,11 +71,12 @@ typedef struct tri_local {
 typedef struct tri_actor {
   tri_task task; /* first: the scheduler hands us back tri_task pointers;
                   * its state word also carries TRI_ACTOR_STOP (any thread) */
-  tri_mailbox mb;
-  /* --- immutable after spawn --- */
+  /* --- immutable after spawn (senders read gen on every lookup) --- */
   uint32_t idx, gen;
   const char *name;
   void (*fini)(void *state);
+  /* Producers' fields first, the consumer's last (see tri_mailbox). */
+  tri_mailbox mb;
   /* --- the running worker only --- */
   union {
     struct {

@@ -68,6 +68,7 @@ void tri_mailbox_init(tri_mailbox *mb, ck_ring_buffer_t *slots, unsigned nslots)
   atomic_init(&mb->spill_popped, 0);
   mb->spill_head = &mb->stub;
   mb->spill_taken = 0;
+  mb->ring_taken = 0;
 }
 
 /*
@@ -180,8 +181,7 @@ tri_mbnode *tri_mailbox_pop_sc(tri_mailbox *mb) {
 
   if (ck_ring_dequeue_mpsc(&mb->ring, mb->slots, &item)) {
     TRI_TSAN_ACQUIRE(item);
-    atomic_store_explicit(&mb->popped, atomic_load_explicit(&mb->popped, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    mb->ring_taken++;
     return item;
   }
   tri_mbnode *n = spill_front(mb);
@@ -189,11 +189,6 @@ tri_mbnode *tri_mailbox_pop_sc(tri_mailbox *mb) {
     return NULL;
   mb->spill_head = atomic_load_explicit(&n->next, memory_order_relaxed);
   mb->spill_taken++;
-  atomic_store_explicit(&mb->spill_popped,
-                        atomic_load_explicit(&mb->spill_popped, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  atomic_store_explicit(&mb->popped, atomic_load_explicit(&mb->popped, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
   return n;
 }
 
@@ -211,6 +206,18 @@ uint64_t tri_mailbox_begin_sc(tri_mailbox *mb) {
 }
 
 void tri_mailbox_end_sc(tri_mailbox *mb) {
+  /* Single writer: plain adds that stats readers may load atomically. */
+  uint64_t taken = (uint64_t)mb->ring_taken + mb->spill_taken;
+  if (taken != 0) {
+    atomic_store_explicit(&mb->popped,
+                          atomic_load_explicit(&mb->popped, memory_order_relaxed) + taken,
+                          memory_order_relaxed);
+    atomic_store_explicit(&mb->spill_popped,
+                          atomic_load_explicit(&mb->spill_popped, memory_order_relaxed) +
+                              mb->spill_taken,
+                          memory_order_relaxed);
+    mb->ring_taken = 0;
+  }
   if (mb->spill_taken != 0) {
     /* Release: pairs with the acquire load in tri_mailbox_push_mp. */
     atomic_fetch_sub_explicit(&mb->spill_pending, mb->spill_taken, memory_order_release);

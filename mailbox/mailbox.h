@@ -42,12 +42,16 @@ typedef struct tri_mailbox {
   _Atomic uint32_t spill_pending;   /* items spilled and not yet synced away */
   _Atomic uint32_t peak;            /* max depth seen (producers and consumer) */
 
-  /* --- written only by the consumer; atomic so stats readers may load --- */
+  tri_mbnode stub; /* the spill list's permanent dummy node */
+
+  /* --- written only by the consumer. Last, away from the producers'
+   * fields: it writes spill_head for every spilled item it takes. The
+   * counters are published once per run (end_sc), not per message. --- */
+  tri_mbnode *spill_head;
+  uint32_t spill_taken; /* this run; folded into spill_pending at end_sc */
+  uint32_t ring_taken;  /* this run */
   _Atomic uint64_t popped;
   _Atomic uint64_t spill_popped; /* items taken off the spill list, ever */
-  tri_mbnode *spill_head;        /* consumer-private */
-  uint32_t spill_taken;          /* consumer-private, subtracted from spill_pending at sync */
-  tri_mbnode stub;               /* the spill list's permanent dummy node */
 } tri_mailbox;
 
 /*
@@ -98,6 +102,8 @@ uint64_t tri_mailbox_begin_sc(tri_mailbox *mb); /* returns the depth */
  */
 void tri_mailbox_end_sc(tri_mailbox *mb);
 
+/* popped and spilled count what the consumer's runs have taken, as of the
+ * end of its last run; everything is exact once the owner is idle. */
 typedef struct tri_mailbox_counters {
   uint64_t received; /* popped + depth */
   uint64_t popped;

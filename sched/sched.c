@@ -730,7 +730,10 @@ static void after_run(tri_sched *s, tri_worker *w, tri_task *t, tri_run_result r
    * not "waiting behind" it: splitting such a pair across cores makes every
    * message a cross-core hand-off (~100x a same-core one here). */
   runq_push(w, t);
-  if (ck_ring_size(&w->runq) > 1) {
+  /* A task that yielded because its receivers are backed up gains nothing
+   * from another core: the receivers are the bottleneck, and moving the
+   * sender away only makes each of its messages a cross-core hand-off. */
+  if (r != TRI_RUN_YIELD && ck_ring_size(&w->runq) > 1) {
     atomic_thread_fence(memory_order_seq_cst);
     wake_one(s);
   }

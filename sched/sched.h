@@ -49,6 +49,8 @@ static inline void tri_task_init(tri_task *t) {
 
 typedef enum tri_run_result {
   TRI_RUN_MORE,  /* batch limit reached, work remains: requeue */
+  TRI_RUN_YIELD, /* work remains, but the task is flooding busy receivers:
+                  * requeue it without waking a helper for it */
   TRI_RUN_EMPTY, /* nothing takeable now: try to go idle */
   TRI_RUN_DEAD,  /* the task set TRI_TASK_DEAD and must not be touched again */
 } tri_run_result;
