@@ -26,6 +26,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "mp.h"
@@ -62,6 +63,8 @@ void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg) {
   tri_actor *a = (tri_actor *)((char *)d - offsetof(tri_actor, u.dead));
   tr_system *sys = arg;
   uint64_t n = drain(sys, a, w, TR_DEAD_STOPPED);
+  /* Senders held on it after it died (they saw it alive). */
+  tri_bound_release(sys, w, a, true);
 
   if (n != 0)
     tri_sched_count_done(sys->sched, w, n);
@@ -79,6 +82,7 @@ static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *don
   if (a->fini != NULL)
     a->fini(a->u.live.state);
   *done += drain(sys, a, w, TR_DEAD_STOPPED);
+  tri_bound_release(sys, w, a, true); /* nobody waits on a dead mailbox */
   atomic_fetch_add_explicit(&sys->stopped, 1, memory_order_relaxed);
   tri_sched_defer(w, &a->u.dead);
 }
@@ -88,13 +92,15 @@ static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *don
 bool tri_actor_ready(tri_task *t, void *arg) {
   (void)arg;
   tri_actor *a = actor_of(t);
-  return stop_requested(a, memory_order_acquire) || tri_mailbox_ready_sc(&a->mb);
+  return stop_requested(a, memory_order_acquire) || tri_mailbox_ready_sc(&a->mb) ||
+         tri_bound_can_release(a);
 }
 
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   tri_actor *a = actor_of(t);
   tr_system *sys = arg;
-  struct tr_ctx ctx = {sys, w, a, NULL, false, 0};
+  struct tr_ctx ctx = {.sys = sys, .w = w, .actor = a};
+  bool bounded = (a->task.user & TRI_ACTOR_BOUNDED) != 0;
   uint64_t done = 0, ok = 0;
   tri_run_result result = TRI_RUN_MORE;
 
@@ -125,6 +131,12 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
       break;
     }
     tri_msg *m = (tri_msg *)node;
+    if (bounded && tri_bound_taken(sys, a)) {
+      /* Drop-oldest: newer messages beyond the capacity wait behind it. */
+      tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_DROPPED_OLDEST);
+      done++;
+      continue;
+    }
     tr_status st = a->u.live.behaviour(&ctx, a->u.live.state, m);
     done++;
     if (st != TR_OK) {
@@ -152,11 +164,18 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
     result = TRI_RUN_EMPTY;
   else if (result == TRI_RUN_MORE && ctx.spills >= sys->cfg.batch)
     result = TRI_RUN_YIELD;
-  if (result != TRI_RUN_DEAD)
+  if (result != TRI_RUN_DEAD) {
     tri_mailbox_end_sc(&a->mb);
+    if (bounded)
+      tri_bound_release(sys, w, a, false); /* room again: let held senders go */
+  }
   tri_local *l = tri_worker_local(w);
   tri_ctr_add(&l->handled, ok);
   tri_sched_count_done(sys->sched, w, done);
+  /* Back-pressure: it sent to a full hold-sender mailbox. Last, since once
+   * held it may be released and run elsewhere at once. */
+  if (ctx.hold_on != NULL && result != TRI_RUN_DEAD && tri_bound_hold(sys, w, a, ctx.hold_on))
+    return TRI_RUN_HELD;
   return result;
 }
 
@@ -188,15 +207,28 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
   unsigned slots = spec->mailbox_slots ? spec->mailbox_slots : sys->cfg.mailbox_slots;
   if (!slots_ok(slots))
     return TR_EINVAL;
+  bool bounded = spec->mailbox_policy != TR_MAILBOX_UNBOUNDED;
+  if ((unsigned)spec->mailbox_policy > TR_MAILBOX_HOLD_SENDER ||
+      (bounded &&
+       (spec->mailbox_capacity == 0 || spec->mailbox_capacity > TR_MAX_MAILBOX_CAPACITY)))
+    return TR_EINVAL;
   if (atomic_load_explicit(&sys->freeing, memory_order_acquire) || tri_sched_stopping(sys->sched))
     return TR_ESTATE;
 
-  size_t head = (sizeof(tri_actor) + tri_mailbox_slots_size(slots) + 15) & ~(size_t)15;
+  /* One block: actor, ring slots, [bound], state (16-byte aligned). */
+  size_t head = sizeof(tri_actor) + tri_mailbox_slots_size(slots);
+  if (bounded)
+    head += sizeof(tri_bound);
+  head = (head + 15) & ~(size_t)15;
   tri_actor *a = calloc(1, head + spec->state_size);
   if (a == NULL)
     return TR_ENOMEM;
   tri_task_init(&a->task);
   tri_mailbox_init(&a->mb, (ck_ring_buffer_t *)(a + 1), slots);
+  if (bounded) {
+    a->task.user |= TRI_ACTOR_BOUNDED;
+    tri_bound_init(tri_bound_of(a), spec->mailbox_policy, spec->mailbox_capacity);
+  }
   a->name = spec->name;
   a->fini = spec->fini;
   a->u.live.behaviour = spec->behaviour;
@@ -225,6 +257,7 @@ typedef struct caller {
   tri_worker *w;
   tri_ext *e;
   tri_local *l; /* its local area: message pool, counters */
+  bool wait;    /* deliver: wait for room and retry */
 } caller;
 
 /* Enter the section that keeps looked-up actors alive (see file top). A
@@ -249,14 +282,41 @@ static void leave(caller *c) {
 }
 
 /* Hand `m` to the actor named by `to`. On error `m` is freed. */
+/* Hand `m` to the actor named by `to`. On error `m` is freed, except when
+ * c->wait is set on return: then the caller keeps it, waits for room in a
+ * full hold-sender mailbox, and tries again. */
 static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
   tr_system *sys = ctx->sys;
 
-  m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : 0;
+  c->wait = false;
+  m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : ctx->as_sender;
   tri_actor *a = tri_registry_get(&sys->reg, to);
   if (a == NULL) {
     tri_dead_letter(sys, c->l, m, TR_DEAD_STALE);
     return TR_ESTALE;
+  }
+  /* A reply whose ask already timed out (or never was) is not delivered. */
+  if ((m->corr & TRI_CORR_REPLY) && !tri_ask_answer(sys, to.id, m->corr & ~TRI_CORR_REPLY)) {
+    tri_dead_letter(sys, c->l, m, TR_DEAD_LATE_REPLY);
+    return TR_OK;
+  }
+  tri_admit adm = (a->task.user & TRI_ACTOR_BOUNDED) ? tri_bound_admit(ctx, a) : TRI_ADMIT_PUSH;
+  switch (adm) {
+  case TRI_ADMIT_REFUSE:
+    tri_msg_free(c->l, m);
+    return TR_EFULL;
+  case TRI_ADMIT_DROP:
+    tri_dead_letter(sys, c->l, m, TR_DEAD_DROPPED_NEWEST);
+    return TR_OK;
+  case TRI_ADMIT_WAIT:
+    c->wait = true;
+    return TR_EFULL;
+  case TRI_ADMIT_HOLD:
+    if (ctx->hold_on == NULL)
+      ctx->hold_on = a;
+    break;
+  case TRI_ADMIT_PUSH:
+    break;
   }
   /* Count before the push: quiescence must never see it handled but not
    * yet accepted. */
@@ -266,6 +326,8 @@ static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
   if (tri_mailbox_push_mp(&a->mb, &m->node) && ctx->actor != NULL)
     ctx->spills++;
   tri_sched_notify(sys->sched, c->w, &a->task);
+  if (a->task.user & TRI_ACTOR_BOUNDED)
+    tri_bound_after_push(sys, c->w, a);
   return TR_OK;
 }
 
@@ -286,26 +348,57 @@ typedef struct payload {
 } payload;
 
 /* Build a message of `size` payload bytes from `p` and deliver it. */
-static tr_status send_payload(tr_ctx *ctx, tr_ref to, uint32_t tag, size_t size, const payload *p) {
+static uint64_t deadline_after(uint64_t ms) {
+  if (ms == UINT64_MAX)
+    return UINT64_MAX;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ms * 1000000u;
+}
+
+static tr_status send_payload(tr_ctx *ctx, tr_ref to, uint32_t tag, uint32_t corr, size_t size,
+                              const payload *p) {
   caller c;
   tr_status st = enter(ctx, &c);
   if (st != TR_OK)
     return st;
   tri_msg *m = tri_msg_alloc(c.l, size);
   if (m == NULL) {
-    st = TR_ENOMEM;
+    leave(&c);
+    return TR_ENOMEM;
+  }
+  if (p->raw != NULL) {
+    memcpy(m->bytes, p->raw, size);
   } else {
-    if (p->raw != NULL) {
-      memcpy(m->bytes, p->raw, size);
-    } else {
-      size_t wrote = tri_mp_write_vals(m->bytes, size, p->vals, p->n, p->as_array);
-      tri_assert(wrote == size);
+    size_t wrote = tri_mp_write_vals(m->bytes, size, p->vals, p->n, p->as_array);
+    tri_assert(wrote == size);
+  }
+  m->tag = tag;
+  m->corr = corr;
+  uint64_t deadline = 0;
+  while ((st = deliver(ctx, &c, to, m)) == TR_EFULL && c.wait) {
+    /* A blocking outside ctx and a full hold-sender mailbox: wait outside
+     * the read section (reclamation must not wait on us), then retry. */
+    if (deadline == 0)
+      deadline = deadline_after(ctx->timeout_ms);
+    leave(&c);
+    st = tri_bound_wait_room(ctx->sys, deadline);
+    tr_status again = enter(ctx, &c);
+    if (st != TR_OK || again != TR_OK) {
+      tri_msg_free(c.l, m);
+      leave(&c);
+      return st != TR_OK ? st : again;
     }
-    m->tag = tag;
-    st = deliver(ctx, &c, to, m);
   }
   leave(&c);
   return st;
+}
+
+tr_status tri_send_raw(tr_ctx *ctx, tr_ref to, uint32_t tag, uint32_t corr, const void *msgpack,
+                       size_t len) {
+  static const uint8_t nil = 0xc0;
+  payload p = {NULL, 0, false, msgpack != NULL ? msgpack : &nil};
+  return send_payload(ctx, to, tag, corr, msgpack != NULL ? len : 1, &p);
 }
 
 static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *vals, size_t n,
@@ -329,7 +422,7 @@ static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *v
   if (size > max)
     return TR_ETOOBIG;
   payload p = {vals, n, as_array, NULL};
-  return send_payload(ctx, to, tag, size, &p);
+  return send_payload(ctx, to, tag, 0, size, &p);
 }
 
 TR_API tr_status tr_send(tr_ctx *ctx, tr_ref to, uint32_t tag) {
@@ -382,7 +475,7 @@ TR_API tr_status tr_send_msgpack(tr_ctx *ctx, tr_ref to, uint32_t tag, const voi
   if ((st = tr_mp_check(bytes, len)) != TR_OK)
     return st;
   payload p = {NULL, 0, false, bytes};
-  return send_payload(ctx, to, tag, len, &p);
+  return send_payload(ctx, to, tag, 0, len, &p);
 }
 
 /* ------------------------------------------------------------ control */
@@ -428,6 +521,8 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
   if ((old & (TRI_ACTOR_STOP | TRI_TASK_DEAD)) == 0) {
     atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
     tri_sched_notify(sys->sched, c.w, &a->task);
+    if (old & TRI_ACTOR_HELD) /* a stop is not held back by back-pressure */
+      tri_actor_unhold(sys, c.w, a);
     leave(&c);
     return TR_OK;
   }
@@ -451,12 +546,21 @@ TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out
   }
   tri_mailbox_counters mc;
   tri_mailbox_counters_any(&a->mb, &mc);
-  leave(&c);
+  *out = (tr_actor_stats){0};
   out->received = mc.received;
   out->handled = mc.popped;
   out->spilled = mc.spilled;
   out->depth = mc.depth;
   out->peak_depth = mc.peak;
+  tri_bound *b = tri_bound_of(a);
+  if (b != NULL) {
+    out->capacity = b->capacity;
+    out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&b->dropped, memory_order_relaxed);
+    out->overflow = atomic_load_explicit(&b->overflow, memory_order_relaxed);
+    out->holds = atomic_load_explicit(&b->holds, memory_order_relaxed);
+  }
+  leave(&c); /* after the last read of a */
   return TR_OK;
 }
 

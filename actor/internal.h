@@ -23,10 +23,15 @@ _Noreturn void tri_assert_fail(const char *expr, const char *file, int line, con
 
 /* ------------------------------------------------------------ messages */
 
-/* A stop request: a bit of the task word that the scheduler leaves alone. */
+/* Bits of the task word that the scheduler leaves alone: a stop request,
+ * and "held" (back-pressure: parked until a full receiver drains). */
 #define TRI_ACTOR_STOP TRI_TASK_USER
-#define TRI_MSG_HEAP   UINT32_MAX /* owner of a message not from a pool */
-#define TRI_MSG_BLOCK  64u        /* pooled block size */
+#define TRI_ACTOR_HELD (TRI_TASK_USER << 1)
+/* task.user: immutable flags. */
+#define TRI_ACTOR_BOUNDED 1u
+#define TRI_CORR_REPLY    0x80000000u
+#define TRI_MSG_HEAP      UINT32_MAX /* owner of a message not from a pool */
+#define TRI_MSG_BLOCK     64u        /* pooled block size */
 
 struct tr_msg {
   tri_mbnode node; /* mailbox link; first, so a node converts to a message */
@@ -34,7 +39,7 @@ struct tr_msg {
   uint32_t len;    /* payload bytes */
   uint64_t sender; /* tr_ref id */
   uint32_t owner;  /* worker whose pool it came from, or TRI_MSG_HEAP */
-  uint32_t pad_;
+  uint32_t corr;   /* ask correlation id (TRI_CORR_REPLY set on replies), or 0 */
   uint8_t bytes[]; /* payload: inline in the block, or trailing a heap one */
 };
 typedef struct tr_msg tri_msg;
@@ -95,8 +100,36 @@ struct tr_ctx {
   tri_actor *actor; /* running actor, NULL outside a behaviour */
   tr_behaviour next_behaviour;
   bool stop_self;
-  unsigned spills; /* sends this run that spilled past a receiver's ring */
+  unsigned spills;    /* sends this run that spilled past a receiver's ring */
+  tri_actor *hold_on; /* a full HOLD_SENDER receiver this run sent to */
+  /* External contexts: wait for room in a full HOLD_SENDER mailbox? */
+  bool blocking;
+  bool owned; /* made by tr_ctx_new_blocking: tr_ctx_free frees it */
+  uint64_t timeout_ms;
+  uint64_t as_sender; /* outside a behaviour: send in this actor's name */
 };
+
+/* ------------------------------------------------------------ bounds */
+
+/* A bounded mailbox's state, after the ring's slots in the actor block. */
+typedef struct tri_bound {
+  uint32_t capacity;
+  uint32_t low; /* held senders are released at or below this depth */
+  tr_mailbox_policy policy;
+  /* --- any thread --- */
+  _Atomic uint32_t count;  /* accepted and not yet taken */
+  _Atomic(tri_msg *) held; /* hold records (Treiber stack, owner takes all) */
+  _Atomic uint64_t refused, dropped, overflow, holds;
+} tri_bound;
+
+/* What a producer does with a message for a bounded mailbox. */
+typedef enum tri_admit {
+  TRI_ADMIT_PUSH,   /* queue it */
+  TRI_ADMIT_HOLD,   /* queue it and hold the sending actor after its run */
+  TRI_ADMIT_REFUSE, /* TR_EFULL, nothing sent */
+  TRI_ADMIT_DROP,   /* dead letter DROPPED_NEWEST */
+  TRI_ADMIT_WAIT,   /* blocking outside sender: wait for room, retry */
+} tri_admit;
 
 /* ------------------------------------------------------------ registry */
 
@@ -131,7 +164,15 @@ struct tr_system {
   _Atomic uint64_t spawned, stopped;
   _Atomic uint64_t stop_requests; /* accepted by tr_stop: not messages */
   _Atomic uint64_t dead[TR_DEAD_REASON_COUNT];
+  _Atomic uint64_t refused, holds, asks, ask_timeouts;
   _Atomic bool freeing;
+  /* Outside threads waiting for room in a HOLD_SENDER mailbox. */
+  pthread_mutex_t room_lock;
+  pthread_cond_t room_cond;
+  _Atomic unsigned room_waiters;
+  /* Asks in flight (ask.c). */
+  struct tri_asks *asks_table;
+  _Atomic uint32_t next_corr;
 };
 
 /* registry.c */
@@ -159,6 +200,30 @@ void tri_msg_free(tri_local *l, tri_msg *m);
 /* actor.c */
 void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why);
 void tri_ext_start(tri_ext *e, void *local, void *sys);
+/* Send raw, already validated msgpack (NULL: nil) with a correlation id. */
+tr_status tri_send_raw(tr_ctx *ctx, tr_ref to, uint32_t tag, uint32_t corr, const void *msgpack,
+                       size_t len);
+
+/* bound.c */
+tri_bound *tri_bound_of(tri_actor *a);
+void tri_bound_init(tri_bound *b, tr_mailbox_policy policy, uint32_t capacity);
+tri_admit tri_bound_admit(tr_ctx *ctx, tri_actor *r);
+bool tri_bound_taken(tr_system *sys, tri_actor *a);
+bool tri_bound_can_release(tri_actor *a);
+void tri_bound_release(tr_system *sys, tri_worker *w, tri_actor *r, bool all);
+void tri_bound_after_push(tr_system *sys, tri_worker *w, tri_actor *r);
+bool tri_bound_hold(tr_system *sys, tri_worker *w, tri_actor *s, tri_actor *r);
+bool tri_actor_unhold(tr_system *sys, tri_worker *w, tri_actor *s);
+tr_status tri_bound_wait_room(tr_system *sys, uint64_t deadline_ns);
+
+/* ask.c */
+tr_status tri_asks_new(tr_system *sys);
+void tri_asks_free(tr_system *sys);
+/* A reply for (asker, corr) is being sent: true if its ask was pending (and
+ * is now answered: its timeout cancelled). */
+bool tri_ask_answer(tr_system *sys, uint64_t asker, uint32_t corr);
+bool tri_timer_fire(void *data, void *sys);
+void tri_timer_free(void *data, void *sys);
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);
 bool tri_actor_ready(tri_task *t, void *arg);
 void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg);

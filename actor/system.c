@@ -9,6 +9,7 @@
  * queued messages live in it.
  */
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -43,14 +44,28 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
     return TR_ENOMEM;
   sys->cfg = c;
   tri_registry_init(&sys->reg);
-  sys->ext = (struct tr_ctx){sys, NULL, NULL, NULL, false, 0};
+  sys->ext = (struct tr_ctx){.sys = sys};
+  pthread_mutex_init(&sys->room_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&sys->room_cond, &ca);
+  pthread_condattr_destroy(&ca);
+  if (tri_asks_new(sys) != TR_OK) {
+    tri_registry_destroy(&sys->reg);
+    free(sys);
+    return TR_ENOMEM;
+  }
 
   tri_sched_ops ops = {.run = tri_actor_run,
                        .ready = tri_actor_ready,
                        .reclaim = tri_actor_reclaim,
+                       .timer_fire = tri_timer_fire,
+                       .timer_free = tri_timer_free,
                        .ext_start = tri_ext_start,
                        .arg = sys};
   if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
+    tri_asks_free(sys);
     tri_registry_destroy(&sys->reg);
     free(sys);
     return TR_ENOMEM;
@@ -105,8 +120,11 @@ TR_API void tr_system_free(tr_system *sys) {
   tri_ext *e;
   for (unsigned id = sys->cfg.threads; (e = tri_sched_ext_by_id(sys->sched, id)) != NULL; id++)
     tri_local_destroy(tri_ext_local(e));
-  tri_sched_free(sys->sched);
+  tri_sched_free(sys->sched); /* pending timers freed here */
+  tri_asks_free(sys);
   tri_registry_destroy(&sys->reg);
+  pthread_mutex_destroy(&sys->room_lock);
+  pthread_cond_destroy(&sys->room_cond);
   free(sys);
 }
 
@@ -122,8 +140,11 @@ TR_API tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out) {
   out->actors_spawned = atomic_load_explicit(&sys->spawned, memory_order_relaxed);
   out->actors_stopped = atomic_load_explicit(&sys->stopped, memory_order_relaxed);
   out->actors_live = out->actors_spawned - out->actors_stopped;
+  /* The scheduler counts units of work: messages, stop requests and armed
+   * timers. Only messages are "sent". */
+  tri_sched_timer_stats(sys->sched, &out->timers_armed, &out->timers_fired, &out->timers_cancelled);
   out->sent = tri_sched_sent_total(sys->sched) -
-              atomic_load_explicit(&sys->stop_requests, memory_order_relaxed);
+              atomic_load_explicit(&sys->stop_requests, memory_order_relaxed) - out->timers_armed;
   for (unsigned r = 0; r < TR_DEAD_REASON_COUNT; r++)
     out->dead_letters[r] = atomic_load_explicit(&sys->dead[r], memory_order_relaxed);
   for (unsigned i = 0; i < sys->cfg.threads; i++) {
@@ -137,5 +158,9 @@ TR_API tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out) {
     out->parks += ws.parks;
     out->wakes += ws.wakes;
   }
+  out->refused = atomic_load_explicit(&sys->refused, memory_order_relaxed);
+  out->holds = atomic_load_explicit(&sys->holds, memory_order_relaxed);
+  out->asks = atomic_load_explicit(&sys->asks, memory_order_relaxed);
+  out->ask_timeouts = atomic_load_explicit(&sys->ask_timeouts, memory_order_relaxed);
   return TR_OK;
 }

@@ -67,6 +67,7 @@
 #include "sched.h"
 
 #include "../mailbox/tsan.h"
+#include "timer.h"
 
 #include <ck_pr.h>
 #include <ck_ring.h>
@@ -134,8 +135,9 @@ struct tri_sched {
   unsigned nstack;
   tri_worker **stack;
 
-  /* Work disposed of by the owner after the workers stopped. */
+  /* Work disposed of outside workers (timer thread, owner after stop). */
   _Atomic uint64_t late_done;
+  tri_timers *timers;
 
   /* QSBR. */
   _Atomic uint64_t gp;
@@ -349,6 +351,29 @@ void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *t) {
       return;
     }
   }
+}
+
+void tri_sched_requeue(tri_sched *s, tri_worker *w, tri_task *t) {
+  if (w == NULL || tri_sched_stopping(s)) {
+    inject_push(s, t);
+    return;
+  }
+  runq_push(w, t);
+  if (ck_ring_size(&w->runq) > 1) {
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with park()'s fence */
+    wake_one(s);
+  }
+}
+
+uint64_t tri_sched_timer_add(tri_sched *s, tri_worker *w, tri_ext *e, uint64_t delay_ns,
+                             uint64_t period_ns, void *data) {
+  return tri_timers_add(s->timers, w, e, delay_ns, period_ns, data);
+}
+
+bool tri_sched_timer_cancel(tri_sched *s, uint64_t id) { return tri_timers_cancel(s->timers, id); }
+
+void tri_sched_timer_stats(tri_sched *s, uint64_t *armed, uint64_t *fired, uint64_t *cancelled) {
+  tri_timers_stats(s->timers, armed, fired, cancelled);
 }
 
 /* ------------------------------------------------------------ QSBR */
@@ -720,7 +745,7 @@ static bool release_task(tri_sched *s, tri_task *t) {
 }
 
 static void after_run(tri_sched *s, tri_worker *w, tri_task *t, tri_run_result r) {
-  if (r == TRI_RUN_DEAD)
+  if (r == TRI_RUN_DEAD || r == TRI_RUN_HELD)
     return;
   if (r == TRI_RUN_EMPTY && release_task(s, t))
     return;
@@ -802,6 +827,8 @@ int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size
   pthread_mutex_init(&s->limbo_lock, NULL);
   pthread_mutex_init(&s->ext_lock, NULL);
   s->local_size = local_size;
+  if (tri_timers_new(s, &s->ops, &s->timers) != 0)
+    goto nomem;
   s->uid = atomic_fetch_add(&next_uid, 1);
   pthread_mutex_lock(&live_lock);
   s->live_next = live_head;
@@ -836,13 +863,18 @@ int tri_sched_start(tri_sched *s) {
     }
     s->workers[i].thread_started = true;
   }
-  return 0;
+  int rc = tri_timers_start(s->timers);
+  if (rc != 0)
+    tri_sched_stop(s);
+  return rc;
 }
 
 void tri_sched_stop(tri_sched *s) {
   int st = atomic_load(&s->state);
   if (st == S_STOPPED)
     return;
+  /* Timers first: they send, and their sends should find workers. */
+  tri_timers_stop(s->timers);
   pthread_mutex_lock(&s->park_lock);
   atomic_store(&s->state, S_STOPPING);
   for (unsigned i = 0; i < s->n; i++)
@@ -889,6 +921,7 @@ void tri_sched_free(tri_sched *s) {
     return;
   tri_sched_stop(s);
   tri_sched_run_deferred(s);
+  tri_timers_free(s->timers);
   /* Unlist first: from now on no thread-exit destructor touches a record. */
   pthread_mutex_lock(&live_lock);
   for (tri_sched **p = &live_head; *p != NULL; p = &(*p)->live_next) {

@@ -39,11 +39,13 @@ enum {
 
 typedef struct tri_task {
   _Atomic uint32_t state;
+  uint32_t user;                /* the layer above's, immutable after init */
   struct tri_task *inject_next; /* injection-queue link, under its lock */
 } tri_task;
 
 static inline void tri_task_init(tri_task *t) {
   atomic_init(&t->state, TRI_TASK_IDLE);
+  t->user = 0;
   t->inject_next = NULL;
 }
 
@@ -53,6 +55,8 @@ typedef enum tri_run_result {
                   * requeue it without waking a helper for it */
   TRI_RUN_EMPTY, /* nothing takeable now: try to go idle */
   TRI_RUN_DEAD,  /* the task set TRI_TASK_DEAD and must not be touched again */
+  TRI_RUN_HELD,  /* the layer above parked the (still SCHEDULED) task somewhere
+                  * and will hand it back with tri_sched_requeue: hands off */
 } tri_run_result;
 
 typedef struct tri_sched_ops {
@@ -66,6 +70,10 @@ typedef struct tri_sched_ops {
   void (*worker_start)(tri_worker *w, void *local, void *arg);
   /* A new external participant's local area, on the creating thread. */
   void (*ext_start)(tri_ext *e, void *local, void *arg);
+  /* A timer is due (on the timer thread; may send). Return false to stop a
+   * periodic timer. Then, when the timer is done for good, timer_free. */
+  bool (*timer_fire)(void *data, void *arg);
+  void (*timer_free)(void *data, void *arg);
   void (*worker_stop)(tri_worker *w, void *local, void *arg);
   void *arg;
 } tri_sched_ops;
@@ -111,6 +119,26 @@ tri_worker *tri_sched_worker(tri_sched *s, unsigned i);
  * tri_sched_self(s).
  */
 void tri_sched_notify(tri_sched *s, tri_worker *w, tri_task *task);
+
+/*
+ * Put back a task that is SCHEDULED and owned by the caller (one the layer
+ * above held after TRI_RUN_HELD): onto w's run queue, or the injection queue
+ * when w is NULL. Any thread; w must be tri_sched_self(s).
+ */
+void tri_sched_requeue(tri_sched *s, tri_worker *w, tri_task *t);
+
+/*
+ * Timers: fire ops.timer_fire(data) after delay_ns, then every period_ns if
+ * non-zero. Arming counts a unit of work for participant w or e (one of them,
+ * or both NULL from the owner before start); it is retired when a one-shot
+ * timer fired or any timer is cancelled. Returns an id, never 0; 0 when out
+ * of memory. Any thread.
+ */
+uint64_t tri_sched_timer_add(tri_sched *s, tri_worker *w, tri_ext *e, uint64_t delay_ns,
+                             uint64_t period_ns, void *data);
+/* True if the timer will not fire again because of this call. */
+bool tri_sched_timer_cancel(tri_sched *s, uint64_t id);
+void tri_sched_timer_stats(tri_sched *s, uint64_t *armed, uint64_t *fired, uint64_t *cancelled);
 
 /*
  * Quiescence accounting: every unit of work (a message, a stop request) is

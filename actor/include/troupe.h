@@ -6,6 +6,7 @@
 #define TROUPE_H
 
 #include "troupe/core.h"
+#include "troupe/time.h"
 #include "troupe/msg.h"
 #include "troupe/status.h"
 

@@ -117,6 +117,37 @@ TR_API unsigned tr_system_threads(const tr_system *sys);
 
 /* ------------------------------------------------------------------ actors */
 
+/*
+ * What a bounded mailbox does when a message arrives and `capacity`
+ * messages already wait. Whatever the policy, nothing is lost silently:
+ * every refusal and drop is counted (tr_actor_stats, tr_system_stats).
+ */
+typedef enum tr_mailbox_policy {
+  /* Unbounded (the default): never refuses; past its ring it spills. */
+  TR_MAILBOX_UNBOUNDED = 0,
+  /* The send returns TR_EFULL and nothing was sent: the caller keeps its
+   * data and decides. Counted as refused. */
+  TR_MAILBOX_REFUSE,
+  /* The new message is dropped; the send returns TR_OK. Counted as a dead
+   * letter (DROPPED_NEWEST). */
+  TR_MAILBOX_DROP_NEWEST,
+  /* The oldest waiting message is dropped when the receiver next runs, so
+   * it handles the newest `capacity`. Counted as dead letters
+   * (DROPPED_OLDEST). Until the receiver runs at most 2 x capacity wait;
+   * past that, new messages are dropped too (DROPPED_NEWEST). */
+  TR_MAILBOX_DROP_OLDEST,
+  /* Back-pressure. The message is queued, and a sending actor is held: it
+   * finishes the message it is handling, then is not run again until the
+   * receiver has drained to half its capacity (its own mailbox keeps
+   * filling meanwhile). An outside thread using a blocking ctx
+   * (tr_ctx_new_blocking) waits for room, up to its timeout (TR_ETIMEDOUT);
+   * with the system's plain ctx it gets TR_EFULL. Deadlock freedom: an actor
+   * whose own bounded mailbox is full is never held (its message goes past
+   * the bound, counted as overflow), and a held actor whose mailbox fills
+   * up is released; so every held actor waits on an actor that can run. */
+  TR_MAILBOX_HOLD_SENDER,
+} tr_mailbox_policy;
+
 typedef struct tr_actor_spec {
   const char *name;       /* for stats and traces; not copied: must outlive the actor */
   tr_behaviour behaviour; /* required */
@@ -124,9 +155,13 @@ typedef struct tr_actor_spec {
   /* Fill a zeroed state from the spawn argument. NULL = leave zeroed.
    * A non-OK return fails the spawn with TR_EINIT; fini is not called. */
   tr_status (*init)(void *state, const void *arg);
-  void (*fini)(void *state); /* release what init took; NULL = nothing */
-  unsigned mailbox_slots;    /* ring slots; 0 = the system default */
+  void (*fini)(void *state);        /* release what init took; NULL = nothing */
+  unsigned mailbox_slots;           /* ring slots; 0 = the system default */
+  tr_mailbox_policy mailbox_policy; /* 0 = unbounded */
+  unsigned mailbox_capacity;        /* messages, 1..TR_MAX_MAILBOX_CAPACITY, for a bounded policy */
 } tr_actor_spec;
+
+#define TR_MAX_MAILBOX_CAPACITY (1u << 30)
 
 #define TR_MAX_STATE_SIZE ((size_t)1 << 30)
 
@@ -206,6 +241,12 @@ typedef struct tr_actor_stats {
   uint64_t spilled;    /* accepted past the ring, onto the overflow list */
   uint64_t depth;      /* waiting now (a racy snapshot while it runs) */
   uint64_t peak_depth; /* deepest the mailbox was seen: at run starts and spills */
+  /* Bounded mailboxes (all 0 for unbounded ones): */
+  uint64_t capacity; /* the bound */
+  uint64_t refused;  /* sends answered TR_EFULL */
+  uint64_t dropped;  /* dead letters DROPPED_NEWEST + DROPPED_OLDEST */
+  uint64_t overflow; /* accepted past the bound (senders that may not be held) */
+  uint64_t holds;    /* times a sending actor was held on this mailbox */
 } tr_actor_stats;
 
 /*
@@ -221,7 +262,10 @@ TR_API TR_NODISCARD tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_act
   X(STALE, "sent to an unknown or stopped actor")                                                  \
   X(STOPPED, "queued for an actor that stopped")                                                   \
   X(FAILED, "its handling failed")                                                                 \
-  X(SHUTDOWN, "still queued when the system was freed")
+  X(SHUTDOWN, "still queued when the system was freed")                                            \
+  X(DROPPED_NEWEST, "dropped on arrival: bounded mailbox full")                                    \
+  X(DROPPED_OLDEST, "dropped from a full bounded mailbox for a newer one")                         \
+  X(LATE_REPLY, "a reply that came after its ask timed out, or to no ask")
 
 typedef enum tr_dead_reason {
 #define TR_DEAD_ENUM(name, msg) TR_DEAD_##name,
@@ -237,14 +281,20 @@ typedef struct tr_system_stats {
   uint64_t actors_live;
   uint64_t actors_spawned;
   uint64_t actors_stopped;
-  uint64_t sent;    /* messages accepted by a mailbox (stale sends excluded) */
+  uint64_t sent;    /* messages accepted by a mailbox (stale, refused and
+                     * dropped-on-arrival sends excluded) */
   uint64_t handled; /* messages whose behaviour call returned TR_OK */
-  /* Once quiescent: sent == handled + dead_letters[STOPPED] + [FAILED]. */
+  /* Once quiescent:
+   *   sent == handled + dead_letters[STOPPED] + [FAILED] + [DROPPED_OLDEST] */
   uint64_t dead_letters[TR_DEAD_REASON_COUNT];
-  uint64_t runs;   /* actor runs, all workers */
-  uint64_t steals; /* actors taken from another worker's queue */
-  uint64_t parks;  /* times a worker went to sleep */
-  uint64_t wakes;  /* times a sleeping worker was woken for work */
+  uint64_t runs;    /* actor runs, all workers */
+  uint64_t steals;  /* actors taken from another worker's queue */
+  uint64_t parks;   /* times a worker went to sleep */
+  uint64_t wakes;   /* times a sleeping worker was woken for work */
+  uint64_t refused; /* sends answered TR_EFULL by a bounded mailbox */
+  uint64_t holds;   /* times a sending actor was held (back-pressure) */
+  uint64_t timers_armed, timers_fired, timers_cancelled;
+  uint64_t asks, ask_timeouts;
 } tr_system_stats;
 
 /* Snapshot of system-wide counters. Exact when quiescent. Any thread. */

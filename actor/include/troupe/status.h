@@ -35,13 +35,14 @@ extern "C" {
   X(EMALFORMED, "payload is not one well-formed msgpack value")                                    \
   X(ERANGE, "decoded value does not fit the requested type")                                       \
   X(ETOOBIG, "message payload is larger than the system's limit")                                  \
-  X(ENOSPC, "output buffer or array is too small")                                    \
+  X(ENOSPC, "output buffer or array is too small")                                                 \
   X(ESTATE, "operation not allowed in the system's current state")                                 \
   X(ELIMIT, "a runtime limit was reached (too many actors)")                                       \
   X(EINIT, "the actor's init function failed")                                                     \
   X(EFAIL, "the behaviour reported a failure")                                                     \
   X(ETIMEDOUT, "timed out")                                                                        \
-  X(ESYS, "an operating-system call failed (thread creation)")
+  X(ESYS, "an operating-system call failed (thread creation)")                                     \
+  X(EFULL, "the receiver's bounded mailbox is full")
 
 typedef enum tr_status {
 #define TR_STATUS_ENUM(name, msg) TR_##name,
