@@ -95,7 +95,9 @@ tri_admit tri_bound_admit(tr_ctx *ctx, tri_actor *r) {
       }
       return TRI_ADMIT_HOLD;
     }
-    if (ctx->blocking) {
+    /* Only threads outside the runtime may wait: a waiting worker could be
+     * the one the receiver needs. */
+    if (ctx->blocking && tri_sched_self(ctx->sys->sched) == NULL) {
       atomic_fetch_sub_explicit(&b->count, 1, memory_order_seq_cst);
       return TRI_ADMIT_WAIT;
     }
