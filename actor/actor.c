@@ -117,7 +117,8 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   uint64_t batch = sys->cfg.batch;
   if (depth > batch)
     batch = depth < 16 * batch ? depth : 16 * batch;
-  for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch; i++) {
+  /* A hold ends the run after the message that caused it. */
+  for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch && ctx.hold_on == NULL; i++) {
     /* Relaxed is enough: the request was published to us through the
      * scheduler (the notify CAS and the run-queue hand-off). */
     if (stop_requested(a, memory_order_relaxed)) {
@@ -326,8 +327,6 @@ static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
   if (tri_mailbox_push_mp(&a->mb, &m->node) && ctx->actor != NULL)
     ctx->spills++;
   tri_sched_notify(sys->sched, c->w, &a->task);
-  if (a->task.user & TRI_ACTOR_BOUNDED)
-    tri_bound_after_push(sys, c->w, a);
   return TR_OK;
 }
 

@@ -34,16 +34,18 @@
  * (tri_sched_notify), whose ready() reports held records with room, so R
  * runs and releases it.
  *
- * No deadlock. Two rules keep the invariant "a full actor is never held":
- * an actor whose own bounded mailbox is full is not held when it sends to a
- * full receiver (its message goes past the bound: counted as overflow), and
- * a held actor whose mailbox fills up is released by the producer that
- * filled it. So a held actor always waits on a receiver that is not held
- * and can run and drain; chains of holds end, and cycles (A full and sending
- * to B full and sending to A) never form. Stop requests release held
- * actors too, so a stop is never stuck behind back-pressure.
+ * No deadlock. A hold is refused when it would close a cycle: under the
+ * hold lock, the sender follows the chain of holds from the receiver (the
+ * receiver is held on X, X on Y, ...); if the chain comes back to the sender
+ * (or runs past HOLD_CHAIN_MAX), the sender is not held and its message goes
+ * past the bound, counted as overflow. Holds form chains, never cycles, so
+ * every chain ends at an actor that is not held and can run; it drains and
+ * releases the one held on it, and so on up the chain. That is how
+ * back-pressure propagates upstream through a pipeline of full stages. A
+ * stop request, and the death of the receiver, release held actors too.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "internal.h"
@@ -87,14 +89,8 @@ tri_admit tri_bound_admit(tr_ctx *ctx, tri_actor *r) {
       return TRI_ADMIT_PUSH; /* the consumer drops the oldest */
     break;
   case TR_MAILBOX_HOLD_SENDER:
-    if (ctx->actor != NULL) {
-      tri_bound *own = tri_bound_of(ctx->actor);
-      if (own != NULL && count_of(own) >= own->capacity) {
-        ctr_inc(&b->overflow); /* a full actor is never held */
-        return TRI_ADMIT_PUSH;
-      }
-      return TRI_ADMIT_HOLD;
-    }
+    if (ctx->actor != NULL)
+      return TRI_ADMIT_HOLD; /* queued; the sender is held after its message */
     /* Only threads outside the runtime may wait: a waiting worker could be
      * the one the receiver needs. */
     if (ctx->blocking && tri_sched_self(ctx->sys->sched) == NULL) {
@@ -137,18 +133,32 @@ bool tri_bound_can_release(tri_actor *a) {
          count_of(b) <= b->low;
 }
 
-/* Claim a held actor back (any thread). True: the caller now owns it. */
-static bool claim(tri_actor *s) {
-  uint32_t old =
-      atomic_fetch_and_explicit(&s->task.state, ~(uint32_t)TRI_ACTOR_HELD, memory_order_acq_rel);
-  return (old & TRI_ACTOR_HELD) != 0;
+/*
+ * The hold graph. Each held actor waits on exactly one receiver; that edge
+ * is kept in the actor's task.inject_next (unused while it is held: a held
+ * actor is on no queue) and changes only under sys->hold_lock, together with
+ * the TRI_ACTOR_HELD bit. Holds are per run, not per message, so one lock is
+ * cheap enough, and it makes the cycle check below exact.
+ */
+static tri_actor *held_on(tri_actor *a) { return (tri_actor *)a->task.inject_next; }
+
+/* Under hold_lock: take s back if it is held (on `on`, unless NULL). */
+static bool claim_locked(tri_actor *s, tri_actor *on) {
+  if (!(atomic_load_explicit(&s->task.state, memory_order_relaxed) & TRI_ACTOR_HELD) ||
+      (on != NULL && held_on(s) != on))
+    return false; /* already released (and maybe held elsewhere since) */
+  atomic_fetch_and_explicit(&s->task.state, ~(uint32_t)TRI_ACTOR_HELD, memory_order_acq_rel);
+  s->task.inject_next = NULL;
+  return true;
 }
 
 bool tri_actor_unhold(tr_system *sys, tri_worker *w, tri_actor *s) {
-  if (!claim(s))
-    return false;
-  tri_sched_requeue(sys->sched, w, &s->task);
-  return true;
+  pthread_mutex_lock(&sys->hold_lock);
+  bool mine = claim_locked(s, NULL);
+  pthread_mutex_unlock(&sys->hold_lock);
+  if (mine)
+    tri_sched_requeue(sys->sched, w, &s->task);
+  return mine;
 }
 
 void tri_bound_release(tr_system *sys, tri_worker *w, tri_actor *r, bool all) {
@@ -158,26 +168,32 @@ void tri_bound_release(tr_system *sys, tri_worker *w, tri_actor *r, bool all) {
   if (!all && count_of(b) > b->low)
     return;
   /* Acquire: pairs with the release CAS in tri_bound_hold. */
-  tri_msg *rec = atomic_exchange_explicit(&b->held, NULL, memory_order_acq_rel);
+  tri_msg *recs = atomic_exchange_explicit(&b->held, NULL, memory_order_acq_rel);
   tri_local *l = w != NULL ? tri_worker_local(w) : NULL;
-  while (rec != NULL) {
-    tri_msg *next = (tri_msg *)atomic_load_explicit(&rec->node.next, memory_order_relaxed);
+  pthread_mutex_lock(&sys->hold_lock);
+  for (tri_msg *rec = recs; rec != NULL;
+       rec = (tri_msg *)atomic_load_explicit(&rec->node.next, memory_order_relaxed)) {
     tri_actor *s;
     memcpy(&s, rec->bytes, sizeof s);
-    if (w != NULL)
-      tri_actor_unhold(sys, w, s); /* at shutdown (w NULL) nothing runs again */
-    tri_msg_free(l, rec);
-    rec = next;
+    /* Claimed ones stay in their record for the requeue below. */
+    if (!claim_locked(s, r))
+      memset(rec->bytes, 0, sizeof s);
+  }
+  pthread_mutex_unlock(&sys->hold_lock);
+  while (recs != NULL) {
+    tri_msg *next = (tri_msg *)atomic_load_explicit(&recs->node.next, memory_order_relaxed);
+    tri_actor *s;
+    memcpy(&s, recs->bytes, sizeof s);
+    if (s != NULL && w != NULL) /* at shutdown (w NULL) nothing runs again */
+      tri_sched_requeue(sys->sched, w, &s->task);
+    tri_msg_free(l, recs);
+    recs = next;
   }
 }
 
-void tri_bound_after_push(tr_system *sys, tri_worker *w, tri_actor *r) {
-  tri_bound *b = tri_bound_of(r);
-  /* A held actor whose own mailbox fills up must run to drain it. */
-  if ((atomic_load_explicit(&r->task.state, memory_order_seq_cst) & TRI_ACTOR_HELD) &&
-      count_of(b) >= b->capacity)
-    tri_actor_unhold(sys, w, r);
-}
+/* Longest chain of holds followed when checking for a cycle; a longer one
+ * counts as a cycle (the sender is not held). */
+#define HOLD_CHAIN_MAX 64
 
 bool tri_bound_hold(tr_system *sys, tri_worker *w, tri_actor *s, tri_actor *r) {
   tri_bound *b = tri_bound_of(r);
@@ -185,20 +201,41 @@ bool tri_bound_hold(tr_system *sys, tri_worker *w, tri_actor *s, tri_actor *r) {
   if (rec == NULL)
     return false; /* no memory for the record: just don't hold */
   memcpy(rec->bytes, &s, sizeof s);
+
+  pthread_mutex_lock(&sys->hold_lock);
+  /* No cycle: follow the receivers' holds; if they lead back to s, holding
+   * s would close a cycle in which nobody can run. */
+  bool cycle = r == s;
+  tri_actor *x = r;
+  for (int steps = 0;
+       !cycle && (atomic_load_explicit(&x->task.state, memory_order_relaxed) & TRI_ACTOR_HELD);
+       steps++) {
+    x = held_on(x);
+    cycle = x == s || steps >= HOLD_CHAIN_MAX;
+  }
+  bool dead = (atomic_load_explicit(&r->task.state, memory_order_seq_cst) & TRI_TASK_DEAD) != 0;
+  if (cycle || dead) {
+    pthread_mutex_unlock(&sys->hold_lock);
+    if (cycle)
+      ctr_inc(&b->overflow);
+    tri_msg_free(tri_worker_local(w), rec);
+    return false;
+  }
   atomic_fetch_or_explicit(&s->task.state, TRI_ACTOR_HELD, memory_order_seq_cst);
-  ctr_inc(&b->holds);
-  ctr_inc(&sys->holds);
+  s->task.inject_next = &r->task;
   tri_msg *top = atomic_load_explicit(&b->held, memory_order_relaxed);
   do {
     atomic_store_explicit(&rec->node.next, top != NULL ? &top->node : NULL, memory_order_relaxed);
     /* Release: the record is complete before R can take it. */
   } while (!atomic_compare_exchange_weak_explicit(&b->held, &top, rec, memory_order_release,
                                                   memory_order_relaxed));
-  /* From here on, s may already be released and running elsewhere: only the
-   * claim below may touch it. Seq_cst fence: see "No lost release". */
+  pthread_mutex_unlock(&sys->hold_lock);
+  ctr_inc(&b->holds);
+  ctr_inc(&sys->holds);
+  /* From here on, s may already be released and running elsewhere: do not
+   * touch it. Seq_cst fence: see "No lost release". If R died meanwhile,
+   * its death released everything held on it (tri_bound_release, all). */
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&r->task.state, memory_order_seq_cst) & TRI_TASK_DEAD)
-    return !claim(s); /* R is gone: take ourselves back, unless R did */
   if (count_of(b) <= b->low)
     tri_sched_notify(sys->sched, w, &r->task);
   return true;

@@ -166,6 +166,8 @@ struct tr_system {
   _Atomic uint64_t dead[TR_DEAD_REASON_COUNT];
   _Atomic uint64_t refused, holds, asks, ask_timeouts;
   _Atomic bool freeing;
+  /* The hold graph's edges change under this lock (bound.c). */
+  pthread_mutex_t hold_lock;
   /* Outside threads waiting for room in a HOLD_SENDER mailbox. */
   pthread_mutex_t room_lock;
   pthread_cond_t room_cond;
@@ -211,7 +213,6 @@ tri_admit tri_bound_admit(tr_ctx *ctx, tri_actor *r);
 bool tri_bound_taken(tr_system *sys, tri_actor *a);
 bool tri_bound_can_release(tri_actor *a);
 void tri_bound_release(tr_system *sys, tri_worker *w, tri_actor *r, bool all);
-void tri_bound_after_push(tr_system *sys, tri_worker *w, tri_actor *r);
 bool tri_bound_hold(tr_system *sys, tri_worker *w, tri_actor *s, tri_actor *r);
 bool tri_actor_unhold(tr_system *sys, tri_worker *w, tri_actor *s);
 tr_status tri_bound_wait_room(tr_system *sys, uint64_t deadline_ns);

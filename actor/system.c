@@ -46,6 +46,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   tri_registry_init(&sys->reg);
   sys->ext = (struct tr_ctx){.sys = sys};
   pthread_mutex_init(&sys->room_lock, NULL);
+  pthread_mutex_init(&sys->hold_lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -124,6 +125,7 @@ TR_API void tr_system_free(tr_system *sys) {
   tri_asks_free(sys);
   tri_registry_destroy(&sys->reg);
   pthread_mutex_destroy(&sys->room_lock);
+  pthread_mutex_destroy(&sys->hold_lock);
   pthread_cond_destroy(&sys->room_cond);
   free(sys);
 }

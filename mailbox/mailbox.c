@@ -136,7 +136,7 @@ bool tri_mailbox_push_mp(tri_mailbox *mb, tri_mbnode *node) {
   /* A burst raises the peak as it crosses each power of two (one CAS per
    * doubling, not per message); run starts sample it exactly. */
   if ((before & (before + 1)) == 0)
-    peak_raise(mb, (uint64_t)(mb->ring.size - 1) + before + 1);
+    peak_raise(mb, (uint64_t)ck_ring_size(&mb->ring) + before + 1);
   return true;
 }
 
