@@ -9,3 +9,6 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 echo "== counter: producer actors and threads increment one counter actor"
 "$build/samples/counter" -n 1000000
+echo
+echo "== pipeline: a bounded buffer, then a 4-stage pipeline with back-pressure (10x slower sink)"
+"$build/samples/pipeline" -n 500k -s 10
