@@ -138,13 +138,16 @@ typedef enum tr_mailbox_policy {
   TR_MAILBOX_DROP_OLDEST,
   /* Back-pressure. The message is queued, and a sending actor is held: it
    * finishes the message it is handling, then is not run again until the
-   * receiver has drained to half its capacity (its own mailbox keeps
-   * filling meanwhile). An outside thread using a blocking ctx
-   * (tr_ctx_new_blocking) waits for room, up to its timeout (TR_ETIMEDOUT);
-   * with the system's plain ctx it gets TR_EFULL. Deadlock freedom: an actor
-   * whose own bounded mailbox is full is never held (its message goes past
-   * the bound, counted as overflow), and a held actor whose mailbox fills
-   * up is released; so every held actor waits on an actor that can run. */
+   * receiver has drained to half its capacity. A held actor's own mailbox
+   * keeps filling, so senders to it are held in turn: back-pressure
+   * propagates upstream through a pipeline. An outside thread using a
+   * blocking ctx (tr_ctx_new_blocking) waits for room, up to its timeout
+   * (TR_ETIMEDOUT); with the system's plain ctx it gets TR_EFULL. Deadlock
+   * freedom: a hold that would close a cycle of holds (A held on B held on
+   * A, or a chain longer than 64) is not made; that sender's message goes
+   * past the bound, counted as overflow. So every chain of holds ends at an
+   * actor that can run. A mailbox can exceed its capacity by one message
+   * per sender held on it, and by overflow. */
   TR_MAILBOX_HOLD_SENDER,
 } tr_mailbox_policy;
 
