@@ -291,15 +291,16 @@ static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
 
   c->wait = false;
   m->sender = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : ctx->as_sender;
+  /* A reply whose ask already timed out (or never was) is not delivered,
+   * whether or not its asker is still there. */
+  if ((m->corr & TRI_CORR_REPLY) && !tri_ask_answer(sys, to.id, m->corr & ~TRI_CORR_REPLY)) {
+    tri_dead_letter(sys, c->l, m, TR_DEAD_LATE_REPLY);
+    return TR_OK;
+  }
   tri_actor *a = tri_registry_get(&sys->reg, to);
   if (a == NULL) {
     tri_dead_letter(sys, c->l, m, TR_DEAD_STALE);
     return TR_ESTALE;
-  }
-  /* A reply whose ask already timed out (or never was) is not delivered. */
-  if ((m->corr & TRI_CORR_REPLY) && !tri_ask_answer(sys, to.id, m->corr & ~TRI_CORR_REPLY)) {
-    tri_dead_letter(sys, c->l, m, TR_DEAD_LATE_REPLY);
-    return TR_OK;
   }
   tri_admit adm = (a->task.user & TRI_ACTOR_BOUNDED) ? tri_bound_admit(ctx, a) : TRI_ADMIT_PUSH;
   switch (adm) {
@@ -556,6 +557,8 @@ TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out
     out->capacity = b->capacity;
     out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
     out->dropped = atomic_load_explicit(&b->dropped, memory_order_relaxed);
+    /* Dropped-oldest messages were taken off the mailbox, not handled. */
+    out->handled -= atomic_load_explicit(&b->dropped_oldest, memory_order_relaxed);
     out->overflow = atomic_load_explicit(&b->overflow, memory_order_relaxed);
     out->holds = atomic_load_explicit(&b->holds, memory_order_relaxed);
   }

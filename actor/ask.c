@@ -274,7 +274,6 @@ static tr_status ask_as(tr_ctx *ctx, uint64_t asker, uint32_t corr, tr_ref to, u
     return st;
   }
   ask_set_timer(sys, asker, corr, timer);
-  atomic_fetch_add_explicit(&sys->asks, 1, memory_order_relaxed);
   st = tri_send_raw(ctx, to, tag, corr, msgpack, len);
   if (st != TR_OK) {
     /* Nothing was asked: no timeout either. */
@@ -285,6 +284,7 @@ static tr_status ask_as(tr_ctx *ctx, uint64_t asker, uint32_t corr, tr_ref to, u
     }
     return st;
   }
+  atomic_fetch_add_explicit(&sys->asks, 1, memory_order_relaxed);
   return TR_OK;
 }
 

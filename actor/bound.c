@@ -65,6 +65,7 @@ void tri_bound_init(tri_bound *b, tr_mailbox_policy policy, uint32_t capacity) {
   atomic_init(&b->held, NULL);
   atomic_init(&b->refused, 0);
   atomic_init(&b->dropped, 0);
+  atomic_init(&b->dropped_oldest, 0);
   atomic_init(&b->overflow, 0);
   atomic_init(&b->holds, 0);
 }
@@ -122,6 +123,7 @@ bool tri_bound_taken(tr_system *sys, tri_actor *a) {
   }
   if (b->policy == TR_MAILBOX_DROP_OLDEST && old > b->capacity) {
     ctr_inc(&b->dropped);
+    ctr_inc(&b->dropped_oldest);
     return true; /* `old - 1` newer messages wait: this one is among the oldest */
   }
   return false;

@@ -119,7 +119,7 @@ typedef struct tri_bound {
   /* --- any thread --- */
   _Atomic uint32_t count;  /* accepted and not yet taken */
   _Atomic(tri_msg *) held; /* hold records (Treiber stack, owner takes all) */
-  _Atomic uint64_t refused, dropped, overflow, holds;
+  _Atomic uint64_t refused, dropped, dropped_oldest, overflow, holds;
 } tri_bound;
 
 /* What a producer does with a message for a bounded mailbox. */

@@ -203,11 +203,22 @@ void tri_sched_count_sent(tri_worker *w, tri_ext *e, int64_t n) {
   tri_ctr_add(w != NULL ? &w->sent : &e->sent, (uint64_t)n);
 }
 
+static bool quiescent_locked(tri_sched *s);
+
 void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n) {
-  if (w != NULL)
+  if (w != NULL) {
     tri_ctr_add(&w->done, n);
-  else
-    atomic_fetch_add_explicit(&s->late_done, n, memory_order_relaxed);
+    return;
+  }
+  atomic_fetch_add_explicit(&s->late_done, n, memory_order_seq_cst);
+  /* Work retired outside the workers (a timer that fired into a stopped
+   * actor, a cancel from another thread) may be the last unit: if every
+   * worker is already parked, no parking worker will announce quiescence,
+   * so do it here. */
+  pthread_mutex_lock(&s->park_lock);
+  if (quiescent_locked(s))
+    pthread_cond_broadcast(&s->quiet_cond);
+  pthread_mutex_unlock(&s->park_lock);
 }
 
 uint64_t tri_sched_sent_total(tri_sched *s) {

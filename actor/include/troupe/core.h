@@ -146,8 +146,8 @@ typedef enum tr_mailbox_policy {
    * freedom: a hold that would close a cycle of holds (A held on B held on
    * A, or a chain longer than 64) is not made; that sender's message goes
    * past the bound, counted as overflow. So every chain of holds ends at an
-   * actor that can run. A mailbox can exceed its capacity by one message
-   * per sender held on it, and by overflow. */
+   * actor that can run. A mailbox can exceed its capacity by what one
+   * behaviour call of each sender held on it sends, and by overflow. */
   TR_MAILBOX_HOLD_SENDER,
 } tr_mailbox_policy;
 

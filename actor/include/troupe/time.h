@@ -98,6 +98,9 @@ TR_API bool tr_msg_is_reply(const tr_msg *msg);
  * Errors: TR_ESTATE (called from a worker, or system not started),
  * TR_ETIMEDOUT, TR_ESTALE (receiver unknown), TR_EFULL, and the errors of
  * tr_send_msgpack. Thread-safety: any thread that is not a worker.
+ * It works through a short-lived internal actor that receives the outcome
+ * (it shows in tr_system_stats: spawned, sent, handled), and every ask's
+ * timeout is a timer (timers_armed / timers_cancelled).
  */
 TR_API TR_NODISCARD tr_status tr_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack,
                                           size_t len, uint64_t timeout_ms, uint32_t *reply_tag,
