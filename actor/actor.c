@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../sched/alloc.h"
 #include "internal.h"
 #include "mp.h"
 
@@ -221,7 +222,7 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
   if (bounded)
     head += sizeof(tri_bound);
   head = (head + 15) & ~(size_t)15;
-  tri_actor *a = calloc(1, head + spec->state_size);
+  tri_actor *a = tri_calloc(1, head + spec->state_size);
   if (a == NULL)
     return TR_ENOMEM;
   tri_task_init(&a->task);

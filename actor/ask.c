@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../sched/alloc.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------ the table */
@@ -53,7 +54,7 @@ static unsigned ask_hash(uint64_t asker, uint32_t corr) {
 }
 
 tr_status tri_asks_new(tr_system *sys) {
-  struct tri_asks *t = calloc(1, sizeof *t);
+  struct tri_asks *t = tri_calloc(1, sizeof *t);
   if (t == NULL)
     return TR_ENOMEM;
   for (unsigned i = 0; i < ASK_SHARDS; i++)
@@ -151,10 +152,14 @@ bool tri_timer_fire(void *data, void *arg) {
       return false; /* the reply won */
     free(n);
     atomic_fetch_add_explicit(&sys->ask_timeouts, 1, memory_order_relaxed);
-    (void)tri_send_raw(&ctx, d->to, TR_TAG_TIMEOUT, d->corr, NULL, 0);
+    if (tri_send_raw(&ctx, d->to, TR_TAG_TIMEOUT, d->corr, NULL, 0) == TR_ENOMEM)
+      atomic_fetch_add_explicit(&sys->dead[TR_DEAD_NOMEM], 1, memory_order_relaxed);
     return false;
   }
   tr_status st = tri_send_raw(&ctx, d->to, d->tag, 0, d->len ? d->payload : NULL, d->len);
+  /* Nobody to tell on the timer thread: an unbuildable message is counted. */
+  if (st == TR_ENOMEM)
+    atomic_fetch_add_explicit(&sys->dead[TR_DEAD_NOMEM], 1, memory_order_relaxed);
   return st != TR_ESTALE; /* a periodic timer to a stopped actor ends */
 }
 
@@ -207,7 +212,7 @@ TR_API tr_status tr_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t de
   if ((st = check_payload(ctx, msgpack, len)) != TR_OK)
     return st;
   size_t n = msgpack != NULL ? len : 0;
-  tdata *d = malloc(sizeof *d + n);
+  tdata *d = tri_malloc(sizeof *d + n);
   if (d == NULL)
     return TR_ENOMEM;
   *d = (tdata){TD_SEND, to, sender_of(ctx), tag, 0, n};
@@ -257,8 +262,8 @@ static tr_status ask_as(tr_ctx *ctx, uint64_t asker, uint32_t corr, tr_ref to, u
   if ((st = check_payload(ctx, msgpack, len)) != TR_OK)
     return st;
 
-  ask_node *n = malloc(sizeof *n);
-  tdata *d = malloc(sizeof *d);
+  ask_node *n = tri_malloc(sizeof *n);
+  tdata *d = tri_malloc(sizeof *d);
   if (n == NULL || d == NULL) {
     free(n);
     free(d);
@@ -362,7 +367,7 @@ static tr_status waiter_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
     } else {
       size_t len;
       const void *p = tr_msg_payload(msg, &len);
-      b->reply = malloc(len);
+      b->reply = tri_malloc(len);
       b->status = b->reply != NULL ? TR_OK : TR_ENOMEM;
       if (b->reply != NULL)
         memcpy(b->reply, p, len);
@@ -396,7 +401,7 @@ TR_API tr_status tr_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *m
   tr_system *sys = ctx->sys;
   if (ctx->w != NULL || tri_sched_self(sys->sched) != NULL || !tri_sched_started(sys->sched))
     return TR_ESTATE;
-  waitbox *b = calloc(1, sizeof *b);
+  waitbox *b = tri_calloc(1, sizeof *b);
   if (b == NULL)
     return TR_ENOMEM;
   pthread_mutex_init(&b->lock, NULL);
@@ -454,7 +459,7 @@ TR_API tr_status tr_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *m
 TR_API tr_status tr_ctx_new_blocking(tr_system *sys, uint64_t timeout_ms, tr_ctx **out) {
   if (sys == NULL || out == NULL)
     return TR_EINVAL;
-  tr_ctx *c = calloc(1, sizeof *c);
+  tr_ctx *c = tri_calloc(1, sizeof *c);
   if (c == NULL)
     return TR_ENOMEM;
   *c = (struct tr_ctx){.sys = sys, .blocking = true, .timeout_ms = timeout_ms, .owned = true};

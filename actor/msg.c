@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../sched/alloc.h"
 #include "internal.h"
 #include "mp.h"
 
@@ -39,7 +40,7 @@ void tri_local_start(tri_local *l, tr_system *sys, uint32_t id, unsigned nworker
   atomic_init(&l->handled, 0);
   p->free = NULL;
   atomic_init(&p->returned, NULL);
-  p->outbox = calloc(nworkers, sizeof *p->outbox); /* NULL: hand back one by one */
+  p->outbox = tri_calloc(nworkers, sizeof *p->outbox); /* NULL: hand back one by one */
   p->ext_ob = (tri_outbox){NULL, NULL, 0};
   p->ext_ob_owner = TRI_MSG_HEAP;
   p->slabs = NULL;
@@ -68,13 +69,13 @@ static bool pool_refill(tri_pool *p, unsigned owner) {
   }
   if (p->nslabs == p->cap_slabs) {
     size_t cap = p->cap_slabs ? p->cap_slabs * 2 : 16;
-    void **slabs = realloc(p->slabs, cap * sizeof *slabs);
+    void **slabs = tri_realloc(p->slabs, cap * sizeof *slabs);
     if (slabs == NULL)
       return false;
     p->slabs = slabs;
     p->cap_slabs = cap;
   }
-  uint8_t *slab = malloc((size_t)SLAB_BLOCKS * TRI_MSG_BLOCK);
+  uint8_t *slab = tri_malloc((size_t)SLAB_BLOCKS * TRI_MSG_BLOCK);
   if (slab == NULL)
     return false;
   p->slabs[p->nslabs++] = slab;
@@ -100,7 +101,7 @@ tri_msg *tri_msg_alloc(tri_local *l, size_t len) {
     m = p->free;
     p->free = link_of(m);
   } else {
-    m = malloc(sizeof *m + len);
+    m = tri_malloc(sizeof *m + len);
     if (m == NULL)
       return NULL;
     m->owner = TRI_MSG_HEAP;

@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 
+#include "../sched/alloc.h"
 #include "internal.h"
 
 void tri_registry_init(tri_registry *r) {
@@ -50,7 +51,7 @@ tr_status tri_registry_add(tri_registry *r, tri_actor *a) {
     idx = r->used;
     unsigned d = idx >> TRI_REG_CHUNK_BITS;
     if (atomic_load_explicit(&r->dir[d], memory_order_relaxed) == NULL) {
-      tri_slot *chunk = calloc(TRI_REG_CHUNK, sizeof *chunk);
+      tri_slot *chunk = tri_calloc(TRI_REG_CHUNK, sizeof *chunk);
       if (chunk == NULL) {
         st = TR_ENOMEM;
         goto out;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../sched/alloc.h"
 #include "internal.h"
 
 TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
@@ -39,7 +40,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   if (c.mailbox_slots == 0)
     c.mailbox_slots = TRI_DEFAULT_SLOTS;
 
-  tr_system *sys = calloc(1, sizeof *sys);
+  tr_system *sys = tri_calloc(1, sizeof *sys);
   if (sys == NULL)
     return TR_ENOMEM;
   sys->cfg = c;

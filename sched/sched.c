@@ -64,6 +64,7 @@
  * epoch and reclaimed once every online participant has announced that epoch
  * (or gone offline) since.
  */
+#include "alloc.h"
 #include "sched.h"
 
 #include "../mailbox/tsan.h"
@@ -538,8 +539,8 @@ static tri_ext *ext_acquire(tri_sched *s) {
     }
   }
   if (e == NULL && s->ext_count < TRI_EXT_MAX) {
-    e = calloc(1, sizeof *e);
-    void *local = s->local_size ? calloc(1, s->local_size) : NULL;
+    e = tri_calloc(1, sizeof *e);
+    void *local = s->local_size ? tri_calloc(1, s->local_size) : NULL;
     if (e == NULL || (s->local_size && local == NULL)) {
       free(e);
       free(local);
@@ -811,13 +812,13 @@ static void *worker_main(void *arg) {
 int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size, tri_sched **out) {
   if (nthreads == 0 || ops == NULL || ops->run == NULL || ops->ready == NULL || out == NULL)
     return EINVAL;
-  tri_sched *s = calloc(1, sizeof *s);
+  tri_sched *s = tri_calloc(1, sizeof *s);
   if (s == NULL)
     return ENOMEM;
   s->ops = *ops;
   s->n = nthreads;
-  s->workers = calloc(nthreads, sizeof *s->workers);
-  s->stack = calloc(nthreads, sizeof *s->stack);
+  s->workers = tri_calloc(nthreads, sizeof *s->workers);
+  s->stack = tri_calloc(nthreads, sizeof *s->stack);
   if (s->workers == NULL || s->stack == NULL)
     goto nomem;
   for (unsigned i = 0; i < nthreads; i++) {
@@ -825,8 +826,8 @@ int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size
     w->sched = s;
     w->id = i;
     w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
-    w->runq_slots = calloc(RUNQ_SLOTS, sizeof *w->runq_slots);
-    w->local = local_size ? calloc(1, local_size) : NULL;
+    w->runq_slots = tri_calloc(RUNQ_SLOTS, sizeof *w->runq_slots);
+    w->local = local_size ? tri_calloc(1, local_size) : NULL;
     if (w->runq_slots == NULL || (local_size && w->local == NULL))
       goto nomem;
     ck_ring_init(&w->runq, RUNQ_SLOTS);

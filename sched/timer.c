@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "sched.h"
 #include "timer.h"
 
@@ -200,7 +201,7 @@ static void *timer_main(void *arg) {
 /* ------------------------------------------------------------ the API */
 
 int tri_timers_new(tri_sched *s, const tri_sched_ops *ops, tri_timers **out) {
-  tri_timers *t = calloc(1, sizeof *t);
+  tri_timers *t = tri_calloc(1, sizeof *t);
   if (t == NULL)
     return ENOMEM;
   t->s = s;
@@ -264,11 +265,11 @@ uint64_t tri_timers_add(tri_timers *t, tri_worker *w, tri_ext *x, uint64_t delay
   } else {
     if (t->nents == t->cap) {
       uint32_t cap = t->cap ? t->cap * 2 : 64;
-      entry *ents = realloc(t->ents, cap * sizeof *ents);
+      entry *ents = tri_realloc(t->ents, cap * sizeof *ents);
       if (ents == NULL)
         goto out;
       t->ents = ents;
-      uint32_t *heap = realloc(t->heap, cap * sizeof *heap);
+      uint32_t *heap = tri_realloc(t->heap, cap * sizeof *heap);
       if (heap == NULL)
         goto out;
       t->heap = heap;

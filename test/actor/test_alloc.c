@@ -1,0 +1,170 @@
+/*
+ * test_alloc.c - allocation failure, walked over every allocation of a
+ * representative scenario: system creation, spawn (unbounded and bounded),
+ * sends from outside and from actors (pooled, heap-sized, spilling past the
+ * ring, into a hold-sender mailbox), a timer, an ask, a stop, quiescence and
+ * shutdown. For N = 1, 2, ... the Nth allocation fails; each run must see
+ * only TR_OK or a status that follows from the failure (TR_ENOMEM, or a
+ * failed actor's own consequences), reach quiescence, and balance its books:
+ * every accepted message handled or dead-lettered. Leaks are ASan's to find
+ * (ctest fails the run on any sanitizer report).
+ */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "../../sched/alloc.h"
+#include "../common/tr_test.h"
+
+enum { NUM = 1, BIG, FWD, ASK };
+
+static _Atomic uint64_t handled_by_b;
+
+static tr_status a_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  tr_ref b = *(tr_ref *)state;
+  if (tr_msg_is_reply(msg) || tr_msg_tag(msg) == TR_TAG_TIMEOUT)
+    return TR_OK; /* the outcome of our ask */
+  switch (tr_msg_tag(msg)) {
+  case FWD: { /* forward into the bounded mailbox: may hold us, may fail */
+    uint64_t v;
+    tr_status st = tr_msg_get_uint(msg, &v);
+    return st != TR_OK ? st : tr_send_uint(ctx, b, NUM, v);
+  }
+  case ASK: {
+    uint32_t corr;
+    return tr_ask(ctx, b, ASK, NULL, 0, 1000, &corr);
+  }
+  default:
+    return TR_OK; /* numbers, blobs, timer ticks, replies, timeouts */
+  }
+}
+
+static tr_status a_init(void *state, const void *arg) {
+  memcpy(state, arg, sizeof(tr_ref));
+  return TR_OK;
+}
+
+static tr_status b_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)state;
+  atomic_fetch_add(&handled_by_b, 1);
+  if (tr_msg_tag(msg) == ASK)
+    return tr_reply(ctx, msg, ASK, NULL, 0);
+  return TR_OK;
+}
+
+/* A status a call may return when an allocation failed somewhere. */
+static bool acceptable(tr_status st) { return st == TR_OK || st == TR_ENOMEM; }
+
+typedef struct outcome {
+  bool ran;       /* the system could be created */
+  bool all_ok;    /* every call returned TR_OK */
+  int bad_status; /* a status that no allocation failure explains */
+  bool quiescent;
+  bool balanced;
+  uint64_t sent, handled, dead;
+} outcome;
+
+static void scenario(outcome *o) {
+  tr_system *sys;
+  tr_system_config cfg = {.threads = 1};
+  *o = (outcome){0};
+  o->all_ok = true;
+  o->bad_status = -1;
+#define CALL(expr)                                                                                 \
+  do {                                                                                             \
+    tr_status st_ = (expr);                                                                        \
+    if (st_ != TR_OK)                                                                              \
+      o->all_ok = false;                                                                           \
+    if (!acceptable(st_))                                                                          \
+      o->bad_status = st_;                                                                         \
+  } while (0)
+
+  tr_status st = tr_system_new(&cfg, &sys);
+  if (st != TR_OK) {
+    if (!acceptable(st))
+      o->bad_status = st;
+    return;
+  }
+  o->ran = true;
+  tr_ctx *ctx = tr_system_ctx(sys);
+  tr_actor_spec bspec = {.name = "b",
+                         .behaviour = b_behaviour,
+                         .mailbox_policy = TR_MAILBOX_HOLD_SENDER,
+                         .mailbox_capacity = 4};
+  tr_actor_spec aspec = {
+      .name = "a", .behaviour = a_behaviour, .state_size = sizeof(tr_ref), .init = a_init};
+  tr_actor_spec cspec = {.name = "c",
+                         .behaviour = b_behaviour,
+                         .mailbox_policy = TR_MAILBOX_DROP_OLDEST,
+                         .mailbox_capacity = 2};
+  tr_ref a = TR_REF_NONE, b = TR_REF_NONE, c = TR_REF_NONE;
+  CALL(tr_spawn(ctx, &bspec, NULL, &b));
+  CALL(tr_spawn(ctx, &aspec, &b, &a));
+  CALL(tr_spawn(ctx, &cspec, NULL, &c));
+  CALL(tr_system_start(sys));
+
+  static uint8_t blob[300];
+  for (int i = 0; i < 40; i++) /* a burst: past the ring, onto the spill list */
+    if (!tr_ref_is_none(a))
+      CALL(tr_send_uint(ctx, a, NUM, (uint64_t)i));
+  if (!tr_ref_is_none(a)) {
+    CALL(tr_send_bin(ctx, a, BIG, blob, sizeof blob)); /* heap-sized message */
+    for (int i = 0; i < 12; i++)
+      CALL(tr_send_uint(ctx, a, FWD, (uint64_t)i)); /* a holds on b */
+    CALL(tr_send(ctx, a, ASK));
+    CALL(tr_send_after(ctx, a, NUM, 1, 0, NULL, 0, NULL));
+  }
+  if (!tr_ref_is_none(c)) {
+    for (int i = 0; i < 6; i++) /* drop-oldest */
+      CALL(tr_send_uint(ctx, c, NUM, (uint64_t)i));
+    CALL(tr_stop(ctx, c));
+  }
+  o->quiescent = tr_system_wait_for(sys, 10000) == TR_OK;
+  tr_system_stats s;
+  if (tr_system_stats_get(sys, &s) == TR_OK) {
+    o->sent = s.sent;
+    o->handled = s.handled;
+    o->dead = s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED] +
+              s.dead_letters[TR_DEAD_DROPPED_OLDEST];
+    o->balanced = s.sent == o->handled + o->dead;
+  }
+  tr_system_free(sys);
+#undef CALL
+}
+
+Test(alloc, baseline_scenario_succeeds) {
+  outcome o;
+  tri_alloc_fail_at(0);
+  scenario(&o);
+  cr_assert(o.ran && o.all_ok, "without failures every call succeeds");
+  cr_assert(o.quiescent);
+  cr_assert(o.balanced, "sent %llu != handled %llu + dead %llu", (unsigned long long)o.sent,
+            (unsigned long long)o.handled, (unsigned long long)o.dead);
+}
+
+Test(alloc, every_allocation_may_fail, .timeout = 300) {
+  unsigned runs = 0, with_enomem = 0;
+  for (uint64_t n = 1;; n++) {
+    outcome o;
+    tri_alloc_fail_at(n);
+    scenario(&o);
+    bool failed = tri_alloc_failed();
+    tri_alloc_fail_at(0);
+    cr_assert_eq(o.bad_status, -1, "allocation %llu failing gave %s", (unsigned long long)n,
+                 tr_status_name((tr_status)o.bad_status));
+    if (o.ran) {
+      cr_assert(o.quiescent, "allocation %llu failing: no quiescence", (unsigned long long)n);
+      cr_assert(o.balanced, "allocation %llu failing: sent %llu != handled %llu + dead %llu",
+                (unsigned long long)n, (unsigned long long)o.sent, (unsigned long long)o.handled,
+                (unsigned long long)o.dead);
+    }
+    runs++;
+    with_enomem += !o.all_ok;
+    if (!failed)
+      break; /* n is past the scenario's last allocation: walked them all */
+    cr_assert_lt(n, 100000, "the walk does not end");
+  }
+  cr_log_info("walked %u allocations, %u runs saw a failure status", runs - 1, with_enomem);
+  cr_assert_gt(runs, 20, "the scenario should allocate more than that (%u)", runs);
+  cr_assert_gt(with_enomem, 0);
+}
