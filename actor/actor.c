@@ -118,6 +118,9 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   uint64_t batch = sys->cfg.batch;
   if (depth > batch)
     batch = depth < 16 * batch ? depth : 16 * batch;
+  uint64_t r = tri_worker_det_rand(w); /* deterministic mode: vary the batch */
+  if (r != 0)
+    batch = 1 + r % batch;
   /* A hold ends the run after the message that caused it. */
   for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch && ctx.hold_on == NULL; i++) {
     /* Relaxed is enough: the request was published to us through the

@@ -29,6 +29,10 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
     return TR_EINVAL;
   if (c.max_msg_size > UINT32_MAX)
     return TR_EINVAL;
+  if (c.seed != 0 && c.threads > 1)
+    return TR_EINVAL;
+  if (c.seed != 0)
+    c.threads = 1;
   if (c.threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c.threads = n < 1 ? 1 : n > (long)TR_MAX_THREADS ? TR_MAX_THREADS : (unsigned)n;
@@ -76,6 +80,8 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
     tri_local *l = tri_worker_local(tri_sched_worker(sys->sched, i));
     tri_local_start(l, sys, i, c.threads);
   }
+  if (c.seed != 0)
+    tri_sched_set_deterministic(sys->sched, c.seed);
   *out = sys;
   return TR_OK;
 }

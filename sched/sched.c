@@ -64,8 +64,8 @@
  * epoch and reclaimed once every online participant has announced that epoch
  * (or gone offline) since.
  */
-#include "alloc.h"
 #include "sched.h"
+#include "alloc.h"
 
 #include "../mailbox/tsan.h"
 #include "timer.h"
@@ -139,6 +139,7 @@ struct tri_sched {
   /* Work disposed of outside workers (timer thread, owner after stop). */
   _Atomic uint64_t late_done;
   tri_timers *timers;
+  uint64_t det_rng; /* deterministic mode's PRNG state (0: off); worker 0 only */
 
   /* QSBR. */
   _Atomic uint64_t gp;
@@ -612,7 +613,7 @@ static uint64_t xorshift(uint64_t *x) {
 }
 
 static tri_task *steal(tri_sched *s, tri_worker *w) {
-  if (s->n < 2)
+  if (s->n < 2 || s->det_rng != 0)
     return NULL;
   unsigned start = (unsigned)(xorshift(&w->rng) % s->n);
   for (unsigned i = 0; i < s->n; i++) {
@@ -631,9 +632,41 @@ static tri_task *steal(tri_sched *s, tri_worker *w) {
   return NULL;
 }
 
+/*
+ * Deterministic mode (one worker, a seed): the order in which runnable
+ * tasks run is decided by a PRNG seeded by the user instead of by queue
+ * order, so a seed explores one interleaving and the same seed replays it
+ * (as long as nothing outside the worker, an outside thread or a timer,
+ * makes tasks runnable at times of its own). Picks the next slot or a task
+ * from anywhere in the run queue (by rotating it).
+ */
+static tri_task *det_pick(tri_sched *s, tri_worker *w) {
+  void *t;
+  uint64_t r = xorshift(&s->det_rng);
+  unsigned n = ck_ring_size(&w->runq);
+  if (w->next != NULL && (n == 0 || r % (n + 1) == 0)) {
+    t = w->next;
+    w->next = NULL;
+    return t;
+  }
+  if (n == 0)
+    return inject_pop(s);
+  for (unsigned k = (unsigned)((r >> 16) % n); k > 0; k--) {
+    if (ck_ring_dequeue_spmc(&w->runq, w->runq_slots, &t))
+      runq_push(w, t);
+  }
+  if (ck_ring_dequeue_spmc(&w->runq, w->runq_slots, &t)) {
+    TRI_TSAN_ACQUIRE(t);
+    return t;
+  }
+  return inject_pop(s);
+}
+
 static tri_task *find_local(tri_sched *s, tri_worker *w) {
   void *t;
 
+  if (s->det_rng != 0)
+    return det_pick(s, w);
   if (w->next != NULL) {
     if (w->next_streak < NEXT_STREAK_MAX || ck_ring_size(&w->runq) == 0) {
       t = w->next;
@@ -861,6 +894,19 @@ nomem:
   free(s->stack);
   free(s);
   return ENOMEM;
+}
+
+int tri_sched_set_deterministic(tri_sched *s, uint64_t seed) {
+  if (s->n != 1 || tri_sched_started(s))
+    return EINVAL;
+  /* xorshift needs a non-zero state; mix the seed so nearby seeds differ. */
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull;
+  s->det_rng = x != 0 ? x : 1;
+  return 0;
+}
+
+uint64_t tri_worker_det_rand(tri_worker *w) {
+  return w->sched->det_rng != 0 ? xorshift(&w->sched->det_rng) : 0;
 }
 
 int tri_sched_start(tri_sched *s) {

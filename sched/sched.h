@@ -89,6 +89,11 @@ typedef struct tri_worker_stats {
 } tri_worker_stats;
 
 int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size, tri_sched **out);
+/* Deterministic mode (see sched.c): one worker, run order from a seeded
+ * PRNG. Before start; EINVAL with more than one worker. */
+int tri_sched_set_deterministic(tri_sched *s, uint64_t seed);
+/* In deterministic mode, the next PRNG value (never 0); else 0. Worker only. */
+uint64_t tri_worker_det_rand(tri_worker *w);
 /* Start the threads; 0 or an errno value (no thread left running). */
 int tri_sched_start(tri_sched *s);
 /* Ask the workers to exit and join them. Idempotent. */

@@ -133,8 +133,7 @@ static bool val_eq(const tr_val *a, const tr_val *b) {
   case TR_VAL_STR:
   case TR_VAL_BIN:
     return a->as.bytes.len == b->as.bytes.len &&
-           (a->as.bytes.len == 0 ||
-            memcmp(a->as.bytes.ptr, b->as.bytes.ptr, a->as.bytes.len) == 0);
+           (a->as.bytes.len == 0 || memcmp(a->as.bytes.ptr, b->as.bytes.ptr, a->as.bytes.len) == 0);
   }
   return false;
 }

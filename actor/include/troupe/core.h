@@ -60,6 +60,12 @@ typedef struct tr_system_config {
   unsigned batch;         /* messages per actor run; 0 = default (100) */
   size_t max_msg_size;    /* payload limit in bytes; 0 = default (16 MiB) */
   unsigned mailbox_slots; /* default ring slots per mailbox; 0 = default (8) */
+  /* Non-zero: deterministic scheduling (for testing). One worker (threads
+   * must be 0 or 1); the order in which runnable actors run, and the number
+   * of messages each run takes, come from a PRNG seeded with this value, so
+   * a seed explores one interleaving and the same seed replays it, as long
+   * as no outside thread or timer makes actors runnable at times of its own. */
+  uint64_t seed;
 } tr_system_config;
 
 #define TR_MAX_THREADS       256u
@@ -71,7 +77,8 @@ typedef struct tr_system_config {
  * `cfg` may be NULL for defaults.
  * Ownership: `*out` is the caller's, release it with tr_system_free.
  * Errors: TR_EINVAL (out NULL, threads > TR_MAX_THREADS, batch >
- * TR_MAX_BATCH, mailbox_slots not a power of two in [4, TR_MAX_MAILBOX_SLOTS]),
+ * TR_MAX_BATCH, mailbox_slots not a power of two in [4, TR_MAX_MAILBOX_SLOTS],
+ * seed with threads > 1),
  * TR_ENOMEM. Thread-safety: any thread.
  */
 TR_API TR_NODISCARD tr_status tr_system_new(const tr_system_config *cfg, tr_system **out);
