@@ -25,9 +25,9 @@ esac
 "$root/tools/install-deps.sh"
 missing=()
 command -v clang >/dev/null || missing+=(clang)
-for p in libclang-rt-14-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+# libFuzzer and the sanitizer runtimes for Debian 12's clang 14.
+dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null | grep -q "install ok installed" ||
+  missing+=(libclang-rt-14-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "fuzz: installing ${missing[*]}"
   sudo=""
