@@ -181,7 +181,12 @@ void tri_msg_free(tri_local *l, tri_msg *m) {
 
 TR_API uint32_t tr_msg_tag(const tr_msg *msg) { return msg ? msg->tag : 0; }
 
-TR_API tr_ref tr_msg_sender(const tr_msg *msg) { return msg ? (tr_ref){msg->sender} : TR_REF_NONE; }
+TR_API tr_ref tr_msg_sender(const tr_msg *msg) {
+  tr_ref r = TR_REF_NONE;
+  if (msg != NULL)
+    r.id = msg->sender;
+  return r;
+}
 
 TR_API const void *tr_msg_payload(const tr_msg *msg, size_t *len) {
   if (msg == NULL) {

@@ -82,7 +82,7 @@ enum {
   TOTALLED,  /* aggregator -> sink: [id, key, value, running sum of key] */
 };
 
-#define KEYS      64 /* record keys in stages mode */
+#define KEYS      64u /* record keys in stages mode */
 #define CHUNK_MAX 64 /* most items a producer or generator sends per turn */
 #define VALUE_MAX 1000000
 /* Main sends START and REPORT through a blocking ctx (tr_ctx_new_blocking):

@@ -21,6 +21,14 @@ run_suite() { # name, extra cmake args...
   (cd "$build" && ctest --output-on-failure -j 2 -LE full)
 }
 
+# Lint first: formatting (the committed .clang-format) and cppcheck with its
+# "warning" and "portability" classes only: real defects, not style.
+echo "== lint"
+(cd "$root" && git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror)
+cppcheck --quiet --enable=warning,portability --std=c11 --error-exitcode=1 --inline-suppr \
+  -D__GNUC__ -I "$root/actor/include" "$root/actor" "$root/mailbox" "$root/sched" "$root/samples"
+echo "lint: 2 passed, 0 failed"
+
 run_suite normal -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "$quick" -eq 0 ]; then
   run_suite asan -DCMAKE_BUILD_TYPE=Debug -DTROUPE_SANITIZE=address

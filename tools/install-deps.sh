@@ -3,7 +3,7 @@
 # it is missing. Safe to run again: it installs only what is absent.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libck-dev libmsgpack-dev libcriterion-dev)
+pkgs=(build-essential cmake pkg-config libck-dev libmsgpack-dev libcriterion-dev clang-format cppcheck)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

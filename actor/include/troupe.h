@@ -6,9 +6,9 @@
 #define TROUPE_H
 
 #include "troupe/core.h"
-#include "troupe/time.h"
 #include "troupe/msg.h"
 #include "troupe/status.h"
+#include "troupe/time.h"
 
 #define TROUPE_VERSION_MAJOR 0
 #define TROUPE_VERSION_MINOR 1
