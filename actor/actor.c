@@ -338,7 +338,13 @@ static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
 static tr_status check_ctx(const tr_ctx *ctx) {
   if (ctx == NULL)
     return TR_EINVAL;
-  if (atomic_load_explicit(&ctx->sys->freeing, memory_order_acquire))
+  /* After tr_system_stop nothing would ever run an outside thread's message:
+   * refuse it rather than queue it for a dead-letter count at free. A
+   * behaviour finishing its run while the system stops still sends (its
+   * messages are counted as SHUTDOWN dead letters at free), so that
+   * stopping the system never turns into actor failures. */
+  if (atomic_load_explicit(&ctx->sys->freeing, memory_order_acquire) ||
+      (ctx->w == NULL && tri_sched_stopping(ctx->sys->sched)))
     return TR_ESTATE;
   return TR_OK;
 }

@@ -302,6 +302,8 @@ bool tri_timers_cancel(tri_timers *t, uint64_t id) {
   void *data = NULL;
   bool ok = false;
 
+  if (!(id & ((uint64_t)1 << 63)))
+    return false; /* not a handle this module made (a zeroed tr_timer) */
   id &= ~((uint64_t)1 << 63);
   pthread_mutex_lock(&t->lock);
   if (slot_get(t, id, &slot)) {

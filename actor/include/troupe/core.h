@@ -78,7 +78,7 @@ typedef struct tr_system_config {
  * Ownership: `*out` is the caller's, release it with tr_system_free.
  * Errors: TR_EINVAL (out NULL, threads > TR_MAX_THREADS, batch >
  * TR_MAX_BATCH, mailbox_slots not a power of two in [4, TR_MAX_MAILBOX_SLOTS],
- * seed with threads > 1),
+ * max_msg_size > UINT32_MAX, seed with threads > 1),
  * TR_ENOMEM. Thread-safety: any thread.
  */
 TR_API TR_NODISCARD tr_status tr_system_new(const tr_system_config *cfg, tr_system **out);
@@ -86,8 +86,9 @@ TR_API TR_NODISCARD tr_status tr_system_new(const tr_system_config *cfg, tr_syst
 /*
  * tr_system_start - start the worker threads. Actors spawned and messages
  * sent before start wait until then.
- * Errors: TR_ESTATE (already started or stopped), TR_ESYS (thread creation
- * failed; no thread is left running). Thread-safety: owner only.
+ * Errors: TR_EINVAL (NULL), TR_ESTATE (already started or stopped), TR_ESYS
+ * (thread creation failed; no thread is left running). Thread-safety: owner
+ * only.
  */
 TR_API TR_NODISCARD tr_status tr_system_start(tr_system *sys);
 
@@ -95,7 +96,8 @@ TR_API TR_NODISCARD tr_status tr_system_start(tr_system *sys);
  * tr_system_wait - block until the system is quiescent: no actor runnable
  * and every mailbox empty (every accepted message handled or dead-lettered),
  * or until tr_system_stop. tr_system_wait_for gives up after `timeout_ms`.
- * Errors: TR_ESTATE (not started), TR_ETIMEDOUT.
+ * Errors: TR_EINVAL (NULL), TR_ESTATE (not started, or called from a
+ * worker), TR_ETIMEDOUT.
  * Thread-safety: any thread except a worker (a behaviour must not wait).
  */
 TR_API TR_NODISCARD tr_status tr_system_wait(tr_system *sys);
@@ -104,7 +106,9 @@ TR_API TR_NODISCARD tr_status tr_system_wait_for(tr_system *sys, uint64_t timeou
 /*
  * tr_system_stop - stop and join the workers. Messages still queued stay
  * queued and are counted as dead letters (reason SHUTDOWN) by tr_system_free.
- * Idempotent. Errors: TR_ESTATE when called from a worker.
+ * Idempotent. Once stopping, calls from outside the workers that would send
+ * or stop (tr_send*, tr_stop, tr_spawn, timers, asks) return TR_ESTATE.
+ * Errors: TR_EINVAL (NULL), TR_ESTATE when called from a worker.
  * Thread-safety: owner only.
  */
 TR_API tr_status tr_system_stop(tr_system *sys);
@@ -181,7 +185,9 @@ typedef struct tr_actor_spec {
  * Ownership: `spec` and `arg` are only read during the call, except
  * spec->name, which must outlive the actor (use a string literal).
  * Errors: TR_EINVAL (NULL ctx/spec/behaviour/out, state_size >
- * TR_MAX_STATE_SIZE, bad mailbox_slots), TR_ESTATE (system stopped),
+ * TR_MAX_STATE_SIZE, bad mailbox_slots, mailbox_policy out of range, a
+ * bounded policy with capacity 0 or over TR_MAX_MAILBOX_CAPACITY),
+ * TR_ESTATE (system stopped),
  * TR_ELIMIT (2^26 live actors), TR_ENOMEM, TR_EINIT.
  * Thread-safety: any thread (inside a behaviour, pass its ctx).
  */
@@ -221,11 +227,16 @@ TR_API TR_NODISCARD tr_status tr_stop(tr_ctx *ctx, tr_ref ref);
  * Messages from one sender to one receiver are handled in send order.
  *
  * Ownership: the payload is copied; the caller keeps its buffers.
- * Errors (nothing was sent): TR_EINVAL (NULL ctx, bad value type),
- * TR_ESTALE (unknown or stopped receiver; counted as a dead letter),
- * TR_ETOOBIG (payload over the system's max_msg_size), TR_EMALFORMED
- * (tr_send_msgpack bytes not exactly one well-formed msgpack value),
- * TR_ENOMEM, TR_ESTATE (system freed/stopping).
+ * Errors (nothing was sent): TR_EINVAL (NULL ctx, bad value type, NULL
+ * bytes with a length, NULL bytes for tr_send_msgpack), TR_ESTALE (unknown
+ * or stopped receiver; counted as a dead letter), TR_EFULL (a full bounded
+ * mailbox refused it: REFUSE, or HOLD_SENDER from an outside thread),
+ * TR_ETIMEDOUT (a blocking ctx waited for room in vain), TR_ETOOBIG
+ * (payload over the system's max_msg_size), TR_EMALFORMED (tr_send_msgpack
+ * bytes not exactly one well-formed msgpack value), TR_ENOMEM, TR_ESTATE
+ * (from outside a behaviour once the system is stopping, or freed).
+ * A ref is only meaningful in the system that made it: refs carry no system
+ * id, so another system's ref is not detected (it may name a live actor).
  * Thread-safety: any thread (inside a behaviour, pass its ctx).
  */
 TR_API TR_NODISCARD tr_status tr_send(tr_ctx *ctx, tr_ref to, uint32_t tag);
@@ -308,7 +319,8 @@ typedef struct tr_system_stats {
   uint64_t asks, ask_timeouts;
 } tr_system_stats;
 
-/* Snapshot of system-wide counters. Exact when quiescent. Any thread. */
+/* Snapshot of system-wide counters. Exact when quiescent.
+ * Errors: TR_EINVAL (NULL). Any thread. */
 TR_API TR_NODISCARD tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out);
 
 #ifdef __cplusplus

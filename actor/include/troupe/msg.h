@@ -94,7 +94,8 @@ static inline tr_val tr_bin(const void *p, size_t n) {
 /*
  * tr_val_get_int / tr_val_get_uint - read a decoded integer of either
  * msgpack sign class into the requested C type.
- * Errors: TR_EDECODE if `v` is not an integer; TR_ERANGE if it does not fit.
+ * Errors: TR_EINVAL (NULL), TR_EDECODE if `v` is not an integer, TR_ERANGE
+ * if it does not fit.
  * Thread-safety: any thread.
  */
 TR_API TR_NODISCARD tr_status tr_val_get_int(const tr_val *v, int64_t *out);
@@ -147,8 +148,8 @@ TR_API TR_NODISCARD tr_status tr_msg_get_vals(const tr_msg *msg, tr_val *out, si
  * record, a network frame). Same rules and statuses as the tr_msg_* getters;
  * `bytes` must hold exactly one msgpack value, else TR_EMALFORMED (also for
  * an empty buffer, NULL with len 0 included, and for nesting deeper than 32
- * levels, msgpack-c's own limit). They allocate nothing, and a container
- * whose declared count exceeds the bytes left is rejected from its header.
+ * levels, msgpack-c's own limit); TR_EINVAL for NULL bytes with len > 0. They allocate nothing, and
+ * a container whose declared count exceeds the bytes left is rejected from its header.
  */
 TR_API TR_NODISCARD tr_status tr_mp_check(const void *bytes, size_t len);
 TR_API TR_NODISCARD tr_status tr_mp_get_val(const void *bytes, size_t len, tr_val *out);

@@ -54,7 +54,8 @@ TR_API TR_NODISCARD tr_status tr_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag
 /*
  * tr_timer_cancel - stop a timer. TR_OK: it will not fire again (a message
  * it already sent is not recalled). TR_ESTALE: it had already fired (one-shot)
- * or was cancelled. Thread-safety: any thread.
+ * or was cancelled, or the handle is not one (a zeroed tr_timer). TR_EINVAL:
+ * NULL ctx. Thread-safety: any thread.
  */
 TR_API TR_NODISCARD tr_status tr_timer_cancel(tr_ctx *ctx, tr_timer timer);
 
@@ -69,7 +70,8 @@ TR_API TR_NODISCARD tr_status tr_timer_cancel(tr_ctx *ctx, tr_timer timer);
  * Payload: raw msgpack or NULL (nil). `corr` may be NULL.
  * Errors: TR_ESTATE (not inside a behaviour), TR_EINVAL (timeout 0 or over
  * TR_TIMER_MAX_MS), the errors of tr_send_msgpack; on any error no request
- * was sent and no timeout will come.
+ * was sent and no timeout will come (a timeout timer armed before the send
+ * failed is cancelled: it shows in timers_armed and timers_cancelled).
  */
 TR_API TR_NODISCARD tr_status tr_ask(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack,
                                      size_t len, uint64_t timeout_ms, uint32_t *corr);
@@ -80,7 +82,8 @@ TR_API TR_NODISCARD tr_status tr_ask(tr_ctx *ctx, tr_ref to, uint32_t tag, const
  * is late (the ask timed out) is counted as a LATE_REPLY dead letter and
  * this still returns TR_OK: the replier did its part.
  * Errors: TR_EINVAL (request is not an ask), the errors of tr_send_msgpack.
- * Thread-safety: behaviour only (the ctx handling `request`).
+ * Thread-safety: any ctx of the system (usually the behaviour's handling
+ * `request`).
  */
 TR_API TR_NODISCARD tr_status tr_reply(tr_ctx *ctx, const tr_msg *request, uint32_t tag,
                                        const void *msgpack, size_t len);
@@ -99,8 +102,9 @@ TR_API bool tr_msg_is_reply(const tr_msg *msg);
  * TR_ETIMEDOUT, TR_ESTALE (receiver unknown), TR_EFULL, and the errors of
  * tr_send_msgpack. Thread-safety: any thread that is not a worker.
  * It works through a short-lived internal actor that receives the outcome
- * (it shows in tr_system_stats: spawned, sent, handled), and every ask's
- * timeout is a timer (timers_armed / timers_cancelled).
+ * (it shows in tr_system_stats: spawned, stopped, sent, handled, also when
+ * the ask fails), and every ask's timeout is a timer (timers_armed /
+ * timers_cancelled).
  */
 TR_API TR_NODISCARD tr_status tr_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack,
                                           size_t len, uint64_t timeout_ms, uint32_t *reply_tag,
