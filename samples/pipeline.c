@@ -83,7 +83,7 @@ enum {
 };
 
 #define KEYS      64u /* record keys in stages mode */
-#define CHUNK_MAX 64 /* most items a producer or generator sends per turn */
+#define CHUNK_MAX 64  /* most items a producer or generator sends per turn */
 #define VALUE_MAX 1000000
 /* Main sends START and REPORT through a blocking ctx (tr_ctx_new_blocking):
  * to a full hold-sender mailbox the system's plain ctx gets TR_EFULL, a
