@@ -22,23 +22,8 @@ case "$secs" in
 esac
 
 # ------------------------------------------------------------- dependencies
-"$root/tools/install-deps.sh"
-missing=()
-command -v clang >/dev/null || missing+=(clang)
 # libFuzzer and the sanitizer runtimes for Debian 12's clang 14.
-dpkg-query -W -f='${Status}' libclang-rt-14-dev 2>/dev/null | grep -q "install ok installed" ||
-  missing+=(libclang-rt-14-dev)
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "fuzz: need root or sudo for apt-get" >&2; exit 1; }
-    sudo=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$root/tools/install-deps.sh" clang libclang-rt-14-dev
 
 # ------------------------------------------------------------------ targets
 if [ $# -eq 0 ]; then

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what troupe needs to build and test, from Debian's packages, when
-# it is missing. Safe to run again: it installs only what is absent.
+# it is missing, plus any package named on the command line (tools/fuzz.sh
+# adds clang). Safe to run again: it installs only what is absent.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config libck-dev libmsgpack-dev libcriterion-dev clang-format cppcheck)
+pkgs=(build-essential cmake pkg-config libck-dev libmsgpack-dev libcriterion-dev clang-format cppcheck
+      "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,31 +39,6 @@ TestSuite(flow, .timeout = 60);
 
 /* ================================================================ helpers */
 
-/* Failures seen off the main thread; asserted by the main thread. */
-static _Atomic uint64_t g_bad;
-static _Atomic int g_bad_line;
-
-static void note_bad(int line) {
-  int none = 0;
-  atomic_fetch_add_explicit(&g_bad, 1, memory_order_relaxed);
-  atomic_compare_exchange_strong_explicit(&g_bad_line, &none, line, memory_order_relaxed,
-                                          memory_order_relaxed);
-}
-
-static bool expect_at(bool ok, int line) {
-  if (!ok)
-    note_bad(line);
-  return ok;
-}
-
-/* In a behaviour or a helper thread: count a failed expectation. */
-#define EXPECT(cond) expect_at((cond), __LINE__)
-
-#define ASSERT_NO_BAD()                                                                            \
-  cr_assert_eq(atomic_load(&g_bad), 0,                                                             \
-               "%llu failed expectation(s) off the main thread, the first at line %d",             \
-               (unsigned long long)atomic_load(&g_bad), atomic_load(&g_bad_line))
-
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

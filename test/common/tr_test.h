@@ -6,6 +6,8 @@
 #define TROUPE_TR_TEST_H
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <troupe.h>
 
 /* A call must succeed. */
@@ -33,5 +35,31 @@ static inline tr_system_stats stats(tr_system *sys) {
   OK(tr_system_stats_get(sys, &s));
   return s;
 }
+
+/* Expectations checked off the main thread (in a behaviour, a producer
+ * thread), where Criterion's asserts must not run: count failures and
+ * remember the first line; the main thread asserts with ASSERT_NO_BAD. */
+static _Atomic uint64_t g_bad;
+static _Atomic int g_bad_line;
+
+static inline void note_bad(int line) {
+  int none = 0;
+  atomic_fetch_add_explicit(&g_bad, 1, memory_order_relaxed);
+  atomic_compare_exchange_strong_explicit(&g_bad_line, &none, line, memory_order_relaxed,
+                                          memory_order_relaxed);
+}
+
+static inline bool expect_at(bool ok, int line) {
+  if (!ok)
+    note_bad(line);
+  return ok;
+}
+
+#define EXPECT(cond) expect_at((cond), __LINE__)
+
+#define ASSERT_NO_BAD()                                                                            \
+  cr_assert_eq(atomic_load(&g_bad), 0,                                                             \
+               "%llu failed expectation(s) off the main thread, the first at line %d",             \
+               (unsigned long long)atomic_load(&g_bad), atomic_load(&g_bad_line))
 
 #endif
