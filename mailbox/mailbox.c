@@ -59,14 +59,14 @@
 void tri_mailbox_init(tri_mailbox *mb, ck_ring_buffer_t *slots, unsigned nslots) {
   ck_ring_init(&mb->ring, nslots);
   mb->slots = slots;
-  atomic_init(&mb->stub.next, NULL);
-  mb->stub.horizon = 0;
-  atomic_init(&mb->spill_tail, &mb->stub);
+  atomic_init(&mb->sentinel.next, NULL);
+  mb->sentinel.horizon = 0;
+  atomic_init(&mb->spill_tail, &mb->sentinel);
   atomic_init(&mb->spill_pending, 0);
   atomic_init(&mb->peak, 0);
   atomic_init(&mb->popped, 0);
   atomic_init(&mb->spill_popped, 0);
-  mb->spill_head = &mb->stub;
+  mb->spill_head = &mb->sentinel;
   mb->spill_taken = 0;
   mb->ring_taken = 0;
 }
@@ -142,7 +142,7 @@ bool tri_mailbox_push_mp(tri_mailbox *mb, tri_mbnode *node) {
 
 /*
  * The spill list's head item if the consumer may take it now, else NULL.
- * Skips the stub, and re-inserts it behind a lone last item so that item can
+ * Skips the sentinel, and re-inserts it behind a lone last item so that item can
  * be unlinked (Vyukov's algorithm). Never waits: a producer half-way through
  * spill_push (tail exchanged, link not yet stored) just makes this NULL.
  */
@@ -151,7 +151,7 @@ static tri_mbnode *spill_front(tri_mailbox *mb) {
   /* Acquire: pairs with the release store of prev->next in spill_push. */
   tri_mbnode *next = atomic_load_explicit(&head->next, memory_order_acquire);
 
-  if (head == &mb->stub) {
+  if (head == &mb->sentinel) {
     if (next == NULL)
       return NULL;
     mb->spill_head = next;
@@ -160,11 +160,11 @@ static tri_mbnode *spill_front(tri_mailbox *mb) {
   }
   if (next != NULL)
     return head;
-  /* head is the last linked node. If it is also the tail, put the stub
+  /* head is the last linked node. If it is also the tail, put the sentinel
    * behind it so it can be unlinked; if not, a push is in progress. */
   if (atomic_load_explicit(&mb->spill_tail, memory_order_acquire) != head)
     return NULL;
-  spill_push(mb, &mb->stub);
+  spill_push(mb, &mb->sentinel);
   next = atomic_load_explicit(&head->next, memory_order_acquire);
   return next != NULL ? head : NULL;
 }

@@ -42,7 +42,7 @@ typedef struct tri_mailbox {
   _Atomic uint32_t spill_pending;   /* items spilled and not yet synced away */
   _Atomic uint32_t peak;            /* max depth seen (producers and consumer) */
 
-  tri_mbnode stub; /* the spill list's permanent dummy node */
+  tri_mbnode sentinel; /* the spill list's permanent dummy node */
 
   /* --- written only by the consumer. Last, away from the producers'
    * fields: it writes spill_head for every spilled item it takes. The
