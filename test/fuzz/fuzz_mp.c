@@ -48,6 +48,8 @@
 
 #include "troupe/msg.h"
 
+#include "fuzz_val.h"
+
 /* The largest buffer handed to msgpack-c (tools/fuzz.sh uses -max_len=4096). */
 #define MC_MAX_LEN ((size_t)64 * 1024)
 
@@ -113,30 +115,8 @@ static bool untouched(const void *p, size_t len) {
   return true;
 }
 
-static bool bits_eq(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
-
 /* Two decoded values are the same value (bytes compared by content). */
-static bool val_eq(const tr_val *a, const tr_val *b) {
-  if (a->type != b->type)
-    return false;
-  switch (a->type) {
-  case TR_VAL_NIL:
-    return true;
-  case TR_VAL_BOOL:
-    return a->as.b == b->as.b;
-  case TR_VAL_INT:
-    return a->as.i == b->as.i;
-  case TR_VAL_UINT:
-    return a->as.u == b->as.u;
-  case TR_VAL_DOUBLE:
-    return bits_eq(a->as.d, b->as.d);
-  case TR_VAL_STR:
-  case TR_VAL_BIN:
-    return a->as.bytes.len == b->as.bytes.len &&
-           (a->as.bytes.len == 0 || memcmp(a->as.bytes.ptr, b->as.bytes.ptr, a->as.bytes.len) == 0);
-  }
-  return false;
-}
+static bool val_eq(const tr_val *a, const tr_val *b) { return fuzz_val_same(a, b, false); }
 
 /* The integer accessors agree with the value's type and range. */
 static void check_int_access(const tr_val *v) {

@@ -33,6 +33,8 @@
 
 #include "troupe.h"
 
+#include "fuzz_val.h"
+
 #define CHECK(cond)                                                                                \
   do {                                                                                             \
     if (!(cond))                                                                                   \
@@ -82,8 +84,6 @@ static bool untouched(const void *p, size_t len) {
   return true;
 }
 
-static bool bits_eq(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
-
 /* [ptr, ptr+len) lies inside [base, base+size); compared as addresses. */
 static bool inside(const void *ptr, size_t len, const void *base, size_t size) {
   uintptr_t lo = (uintptr_t)base, p = (uintptr_t)ptr;
@@ -91,26 +91,7 @@ static bool inside(const void *ptr, size_t len, const void *base, size_t size) {
 }
 
 /* The same value, STR/BIN at the same address. */
-static bool same_val(const tr_val *a, const tr_val *b) {
-  if (a->type != b->type)
-    return false;
-  switch (a->type) {
-  case TR_VAL_NIL:
-    return true;
-  case TR_VAL_BOOL:
-    return a->as.b == b->as.b;
-  case TR_VAL_INT:
-    return a->as.i == b->as.i;
-  case TR_VAL_UINT:
-    return a->as.u == b->as.u;
-  case TR_VAL_DOUBLE:
-    return bits_eq(a->as.d, b->as.d);
-  case TR_VAL_STR:
-  case TR_VAL_BIN:
-    return a->as.bytes.ptr == b->as.bytes.ptr && a->as.bytes.len == b->as.bytes.len;
-  }
-  return false;
-}
+static bool same_val(const tr_val *a, const tr_val *b) { return fuzz_val_same(a, b, true); }
 
 /* A getter's status given the payload's reference decoding (st, v). */
 static tr_status want_typed(tr_status st, const tr_val *v, tr_val_type type) {
