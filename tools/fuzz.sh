@@ -46,7 +46,7 @@ mkdir -p "$build"
 exes=()
 for t in "${targets[@]}"; do exes+=("fuzz_$t"); done
 if ! { CC=clang cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTROUPE_FUZZ=ON -DTROUPE_SANITIZE=address &&
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTROUPE_FUZZ=ON -DTROUPE_SANITIZE=address -DTROUPE_WERROR=ON &&
   cmake --build "$build" -j "$(nproc)" --target "${exes[@]}"; } >"$build/fuzz-build.log" 2>&1; then
   tail -n 40 "$build/fuzz-build.log" >&2
   echo "fuzz: build failed (log: $build/fuzz-build.log); the top-level CMakeLists.txt must" \
