@@ -6,8 +6,10 @@
 #define TROUPE_H
 
 #include "troupe/core.h"
+#include "troupe/fault.h"
 #include "troupe/msg.h"
 #include "troupe/status.h"
+#include "troupe/sup.h"
 #include "troupe/time.h"
 
 #define TROUPE_VERSION_MAJOR 0

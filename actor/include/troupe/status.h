@@ -41,8 +41,10 @@ extern "C" {
   X(EINIT, "the actor's init function failed")                                                     \
   X(EFAIL, "the behaviour reported a failure")                                                     \
   X(ETIMEDOUT, "timed out")                                                                        \
-  X(ESYS, "an operating-system call failed (thread creation)")                                     \
-  X(EFULL, "the receiver's bounded mailbox is full")
+  X(ESYS, "an operating-system call failed (thread creation, file I/O)")                           \
+  X(EFULL, "the receiver's bounded mailbox is full")                                               \
+  X(EEXIT, "the system was stopped from inside (a root supervisor gave up, or tr_system_exit)")    \
+  X(ECORRUPT, "stored data failed its checksum or framing (a corrupt journal record)")
 
 typedef enum tr_status {
 #define TR_STATUS_ENUM(name, msg) TR_##name,
