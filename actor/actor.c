@@ -38,8 +38,13 @@ static tri_actor *actor_of(tri_task *t) { return (tri_actor *)t; }
 
 static tri_local *local_of(tri_worker *w) { return w != NULL ? tri_worker_local(w) : NULL; }
 
-void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why) {
+void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why, uint64_t to,
+                     const void *detail, size_t detail_len) {
   atomic_fetch_add_explicit(&sys->dead[why], 1, memory_order_relaxed);
+  /* Not at shutdown (nothing runs), and never a dead letter's dead letter. */
+  if (l != NULL && why != TR_DEAD_SHUTDOWN && m->tag != TR_TAG_DEAD_LETTER &&
+      atomic_load_explicit(&sys->dead_handler, memory_order_relaxed) != 0)
+    tri_dead_forward(sys, l, m, why, to, detail, detail_len);
   tri_msg_free(l, m);
 }
 
@@ -49,15 +54,20 @@ static uint64_t drain(tr_system *sys, tri_actor *a, tri_worker *w, tr_dead_reaso
   tri_mbnode *node;
 
   while ((node = tri_mailbox_pop_sc(&a->mb)) != NULL) {
-    tri_dead_letter(sys, local_of(w), (tri_msg *)node, why);
+    tri_dead_letter(sys, local_of(w), (tri_msg *)node, why, tri_actor_ref(a).id, NULL, 0);
     n++;
   }
   tri_mailbox_end_sc(&a->mb);
   return n;
 }
 
-static bool stop_requested(tri_actor *a, memory_order mo) {
-  return (atomic_load_explicit(&a->task.state, mo) & TRI_ACTOR_STOP) != 0;
+static uint32_t state_of(tri_actor *a, memory_order mo) {
+  return atomic_load_explicit(&a->task.state, mo);
+}
+
+/* Pending requests in a state word: each is one unit of work. */
+static unsigned requests_in(uint32_t st) {
+  return (unsigned)__builtin_popcount(st & TRI_ACTOR_REQUESTS);
 }
 
 void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg) {
@@ -72,20 +82,168 @@ void tri_actor_reclaim(tri_deferred *d, tri_worker *w, void *arg) {
   free(a);
 }
 
-static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *done) {
+tri_child *tri_child_of(tri_actor *a) {
+  if (!(a->task.user & TRI_ACTOR_SUPERVISED))
+    return NULL;
+  /* Laid out by tri_spawn: actor, ring slots, [bound], child, state. */
+  size_t off = sizeof(tri_actor) + tri_mailbox_slots_size(a->mb.ring.size);
+  if (a->task.user & TRI_ACTOR_BOUNDED)
+    off += sizeof(tri_bound);
+  return (tri_child *)((char *)a + off);
+}
+
+/* Tell a supervised actor's supervisor what happened to it. */
+static tr_status tell_parent(tr_system *sys, tri_worker *w, tri_actor *a, unsigned kind,
+                             const void *reason, size_t len) {
+  tri_child *c = tri_child_of(a);
+  tri_mp_part parts[4] = {
+      TRI_MP_VAL(tr_uint(kind)),
+      TRI_MP_VAL(tr_uint(tri_actor_ref(a).id)),
+      TRI_MP_VAL(tr_uint(c->index)),
+      TRI_MP_RAW(reason, len),
+  };
+  return tri_sys_send(sys, tri_worker_local(w), tri_actor_ref(a).id, (tr_ref){c->parent},
+                      TRI_TAG_CHILD, parts, 4);
+}
+
+/* The actor is gone for good (see the file's top). Pending requests in the
+ * state word are retired here. */
+static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, const void *reason, size_t len,
+                      bool failed, uint64_t *done) {
   /* Seq_cst: after this, tri_sched_notify never pushes the task again, and
-   * tr_stop sees DEAD. A stop request that was pending was counted as
-   * accepted work (for quiescence): it is retired here. */
+   * requesters (tr_stop, tri_actor_request) see DEAD. */
   uint32_t old = atomic_fetch_or_explicit(&a->task.state, TRI_TASK_DEAD, memory_order_seq_cst);
-  if (old & TRI_ACTOR_STOP)
-    ++*done;
+  *done += requests_in(old);
   tri_registry_remove(&sys->reg, a);
-  if (a->fini != NULL)
+  /* A suspended actor's fini already ran. */
+  if (a->fini != NULL && !(old & TRI_ACTOR_SUSP))
     a->fini(a->u.live.state);
   *done += drain(sys, a, w, TR_DEAD_STOPPED);
   tri_bound_release(sys, w, a, true); /* nobody waits on a dead mailbox */
   atomic_fetch_add_explicit(&sys->stopped, 1, memory_order_relaxed);
+  if (old & TRI_ACTOR_WATCHED)
+    tri_watch_exit(sys, w, a, reason, len, failed);
+  if ((a->task.user & TRI_ACTOR_SUPERVISED) && tri_child_of(a)->parent != 0)
+    (void)tell_parent(sys, w, a, TRI_CHILD_GONE, reason, len);
   tri_sched_defer(w, &a->u.dead);
+}
+
+/*
+ * An exit that is not the end for a supervised actor: its state is
+ * released (fini) and it waits, mailbox intact, for its supervisor to
+ * restart or terminate it. Returns false when its supervisor is gone (the
+ * caller then lets it die).
+ */
+static bool suspend(tr_system *sys, tri_worker *w, tri_actor *a, const void *reason, size_t len,
+                    bool failed) {
+  if (tri_child_of(a)->parent == 0)
+    return false; /* a root supervisor: nobody to decide, it dies */
+  if (!(state_of(a, memory_order_relaxed) & TRI_ACTOR_SUSP)) {
+    if (a->fini != NULL)
+      a->fini(a->u.live.state);
+    atomic_fetch_or_explicit(&a->task.state, TRI_ACTOR_SUSP, memory_order_relaxed);
+  }
+  return tell_parent(sys, w, a, failed ? TRI_CHILD_FAILED : TRI_CHILD_EXITED, reason, len) == TR_OK;
+}
+
+/* An actor exits (stops or fails): suspended if supervised, else dead.
+ * Returns true when it died. */
+static bool actor_exit(tr_system *sys, tri_worker *w, tri_actor *a, const void *reason, size_t len,
+                       bool failed, uint64_t *done) {
+  if ((a->task.user & TRI_ACTOR_SUPERVISED) && suspend(sys, w, a, reason, len, failed))
+    return false;
+  actor_die(sys, w, a, reason, len, failed, done);
+  return true;
+}
+
+/* Retire a request bit the actor has acted on. */
+static void take_request(tri_actor *a, uint32_t bit, uint64_t *done) {
+  atomic_fetch_and_explicit(&a->task.state, ~bit, memory_order_relaxed);
+  ++*done;
+}
+
+/* A status as a failure reason: its name, as a msgpack string. */
+static size_t status_reason(tr_status st, uint8_t *buf, size_t cap) {
+  tr_val v = tr_str(tr_status_name(st));
+  return tri_mp_write_vals(buf, cap, &v, 1, false);
+}
+
+/* Restart in place: fresh state from init, the spec's behaviour, mailbox
+ * kept. Returns true when the actor died (init failed and its supervisor
+ * is gone). */
+static bool restart(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *done) {
+  tri_child *c = tri_child_of(a);
+  if (c == NULL)
+    return false; /* only supervision asks for restarts */
+  if (!(state_of(a, memory_order_relaxed) & TRI_ACTOR_SUSP)) {
+    if (a->fini != NULL)
+      a->fini(a->u.live.state);
+    atomic_fetch_or_explicit(&a->task.state, TRI_ACTOR_SUSP, memory_order_relaxed);
+  }
+  if (c->state_size != 0)
+    memset(a->u.live.state, 0, c->state_size);
+  a->u.live.behaviour = c->behaviour;
+  if (c->init != NULL) {
+    tr_status st = c->init(a->u.live.state, c->arg);
+    if (st != TR_OK) {
+      /* Still suspended, and fini will not run on this state. */
+      uint8_t why[16];
+      size_t len = status_reason(TR_EINIT, why, sizeof why);
+      if (c->parent != 0 && tell_parent(sys, w, a, TRI_CHILD_FAILED, why, len) == TR_OK)
+        return false;
+      actor_die(sys, w, a, why, len, true, done);
+      return true;
+    }
+  }
+  atomic_fetch_and_explicit(&a->task.state, ~TRI_ACTOR_SUSP, memory_order_relaxed);
+  return false;
+}
+
+enum { CTL_GO, CTL_SUSPENDED, CTL_DEAD };
+
+/*
+ * Act on pending requests, in order of precedence: terminate, fail (a
+ * linked actor failed), stop, restart. Then say whether mail may be taken.
+ * Runs on the worker that owns the actor.
+ */
+static int control(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *done) {
+  for (;;) {
+    uint32_t st = state_of(a, memory_order_acquire);
+    if (st & TRI_ACTOR_TERM) {
+      actor_die(sys, w, a, tri_reason_shutdown, sizeof tri_reason_shutdown, false, done);
+      return CTL_DEAD;
+    }
+    if (st & TRI_ACTOR_KILL) {
+      size_t len = 0;
+      uint8_t *why = tri_watch_take_kill(sys, tri_actor_ref(a).id, &len);
+      uint8_t nil = 0xc0;
+      take_request(a, TRI_ACTOR_KILL, done);
+      bool died = (st & TRI_ACTOR_SUSP) == 0 &&
+                  actor_exit(sys, w, a, why ? why : &nil, why ? len : 1, true, done);
+      free(why);
+      if (died)
+        return CTL_DEAD;
+      continue;
+    }
+    if (st & TRI_ACTOR_STOP) {
+      if (!(a->task.user & TRI_ACTOR_SUPERVISED)) {
+        actor_die(sys, w, a, tri_reason_stopped, sizeof tri_reason_stopped, false, done);
+        return CTL_DEAD;
+      }
+      take_request(a, TRI_ACTOR_STOP, done);
+      if (!(st & TRI_ACTOR_SUSP) &&
+          actor_exit(sys, w, a, tri_reason_stopped, sizeof tri_reason_stopped, false, done))
+        return CTL_DEAD;
+      continue;
+    }
+    if (st & TRI_ACTOR_RESTART) {
+      take_request(a, TRI_ACTOR_RESTART, done);
+      if (restart(sys, w, a, done))
+        return CTL_DEAD;
+      continue;
+    }
+    return (st & TRI_ACTOR_SUSP) ? CTL_SUSPENDED : CTL_GO;
+  }
 }
 
 /* ------------------------------------------------------------ running */
@@ -93,8 +251,33 @@ static void actor_die(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *don
 bool tri_actor_ready(tri_task *t, void *arg) {
   (void)arg;
   tri_actor *a = actor_of(t);
-  return stop_requested(a, memory_order_acquire) || tri_mailbox_ready_sc(&a->mb) ||
-         tri_bound_can_release(a);
+  uint32_t st = state_of(a, memory_order_acquire);
+  if (st & TRI_ACTOR_REQUESTS)
+    return true;
+  if (st & TRI_ACTOR_SUSP)
+    return false; /* its mail waits for the restart */
+  return tri_mailbox_ready_sc(&a->mb) || tri_bound_can_release(a);
+}
+
+/* The behaviour failed on `m`: dead-letter it with the reason, then exit.
+ * Returns the run's result. */
+static tri_run_result fail(tr_system *sys, tri_worker *w, tri_actor *a, tri_msg *m, tr_ctx *ctx,
+                           tr_status st, uint64_t *done) {
+  uint8_t buf[16];
+  const void *why = ctx->fail_reason;
+  size_t len = ctx->fail_len;
+  if (!ctx->failing) {
+    len = status_reason(st == TR_OK ? TR_EFAIL : st, buf, sizeof buf);
+    why = buf;
+  }
+  tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_FAILED, tri_actor_ref(a).id, why, len);
+  bool died = actor_exit(sys, w, a, why, len, true, done);
+  free(ctx->fail_reason);
+  ctx->fail_reason = NULL;
+  ctx->failing = false;
+  ctx->next_behaviour = NULL;
+  ctx->stop_self = false;
+  return died ? TRI_RUN_DEAD : TRI_RUN_EMPTY;
 }
 
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
@@ -123,12 +306,19 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
     batch = 1 + r % batch;
   /* A hold ends the run after the message that caused it. */
   for (uint64_t i = 0; i < batch && ctx.spills < sys->cfg.batch && ctx.hold_on == NULL; i++) {
-    /* Relaxed is enough: the request was published to us through the
-     * scheduler (the notify CAS and the run-queue hand-off). */
-    if (stop_requested(a, memory_order_relaxed)) {
-      actor_die(sys, w, a, &done);
-      result = TRI_RUN_DEAD;
-      break;
+    /* Relaxed is enough for the test: the request was published to us
+     * through the scheduler (the notify CAS and the run-queue hand-off);
+     * control() re-reads with acquire. Suspended actors take no mail. */
+    if (state_of(a, memory_order_relaxed) & (TRI_ACTOR_REQUESTS | TRI_ACTOR_SUSP)) {
+      int c = control(sys, w, a, &done);
+      if (c == CTL_DEAD) {
+        result = TRI_RUN_DEAD;
+        break;
+      }
+      if (c == CTL_SUSPENDED) {
+        result = TRI_RUN_EMPTY;
+        break;
+      }
     }
     tri_mbnode *node = tri_mailbox_pop_sc(&a->mb);
     if (node == NULL) {
@@ -136,18 +326,18 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
       break;
     }
     tri_msg *m = (tri_msg *)node;
-    if (bounded && tri_bound_taken(sys, a)) {
+    /* The runtime's own messages went past the bound: not counted in it. */
+    if (bounded && m->tag < TR_TAG_RESERVED && tri_bound_taken(sys, a)) {
       /* Drop-oldest: newer messages beyond the capacity wait behind it. */
-      tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_DROPPED_OLDEST);
+      tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_DROPPED_OLDEST, tri_actor_ref(a).id,
+                      NULL, 0);
       done++;
       continue;
     }
     tr_status st = a->u.live.behaviour(&ctx, a->u.live.state, m);
     done++;
-    if (st != TR_OK) {
-      tri_dead_letter(sys, tri_worker_local(w), m, TR_DEAD_FAILED);
-      actor_die(sys, w, a, &done);
-      result = TRI_RUN_DEAD;
+    if (st != TR_OK || ctx.failing) {
+      result = fail(sys, w, a, m, &ctx, st, &done);
       break;
     }
     ok++;
@@ -157,8 +347,12 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
       ctx.next_behaviour = NULL;
     }
     if (ctx.stop_self) {
-      actor_die(sys, w, a, &done);
-      result = TRI_RUN_DEAD;
+      ctx.stop_self = false;
+      if (actor_exit(sys, w, a, tri_reason_normal, sizeof tri_reason_normal, false, &done)) {
+        result = TRI_RUN_DEAD;
+        break;
+      }
+      result = TRI_RUN_EMPTY; /* suspended: its supervisor decides */
       break;
     }
   }
@@ -188,11 +382,12 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
 void tri_actor_shutdown(tri_actor *a, void *arg) {
   tr_system *sys = arg;
   uint64_t n;
+  uint32_t st = state_of(a, memory_order_relaxed);
 
-  if (a->fini != NULL)
+  if (a->fini != NULL && !(st & TRI_ACTOR_SUSP))
     a->fini(a->u.live.state);
   n = drain(sys, a, NULL, TR_DEAD_SHUTDOWN);
-  n += stop_requested(a, memory_order_relaxed);
+  n += requests_in(st);
   if (n != 0)
     tri_sched_count_done(sys->sched, NULL, n);
   free(a);
@@ -204,7 +399,10 @@ static bool slots_ok(unsigned n) {
   return n >= 4 && n <= TR_MAX_MAILBOX_SLOTS && (n & (n - 1)) == 0;
 }
 
-TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg, tr_ref *out) {
+#define TRI_MAX_CHILD_ARG ((size_t)1 << 20)
+
+tr_status tri_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg,
+                    const tri_child_opts *child, tr_ref *out) {
   if (ctx == NULL || spec == NULL || spec->behaviour == NULL || out == NULL ||
       spec->state_size > TR_MAX_STATE_SIZE)
     return TR_EINVAL;
@@ -217,13 +415,19 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
       (bounded &&
        (spec->mailbox_capacity == 0 || spec->mailbox_capacity > TR_MAX_MAILBOX_CAPACITY)))
     return TR_EINVAL;
+  if (child != NULL &&
+      (child->arg_size > TRI_MAX_CHILD_ARG || (child->arg == NULL && child->arg_size)))
+    return TR_EINVAL;
   if (atomic_load_explicit(&sys->freeing, memory_order_acquire) || tri_sched_stopping(sys->sched))
     return TR_ESTATE;
 
-  /* One block: actor, ring slots, [bound], state (16-byte aligned). */
+  /* One block: actor, ring slots, [bound], [child + argument], state
+   * (16-byte aligned). */
   size_t head = sizeof(tri_actor) + tri_mailbox_slots_size(slots);
   if (bounded)
     head += sizeof(tri_bound);
+  if (child != NULL)
+    head += sizeof(tri_child) + child->arg_size;
   head = (head + 15) & ~(size_t)15;
   tri_actor *a = tri_calloc(1, head + spec->state_size);
   if (a == NULL)
@@ -238,6 +442,20 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
   a->fini = spec->fini;
   a->u.live.behaviour = spec->behaviour;
   a->u.live.state = spec->state_size ? (char *)a + head : NULL;
+  if (child != NULL) {
+    a->task.user |= TRI_ACTOR_SUPERVISED;
+    tri_child *c = tri_child_of(a);
+    c->parent = child->parent.id;
+    c->behaviour = spec->behaviour;
+    c->init = spec->init;
+    c->state_size = spec->state_size;
+    c->index = child->index;
+    c->arg_size = (uint32_t)child->arg_size;
+    if (child->arg_size != 0)
+      memcpy(c->arg_copy, child->arg, child->arg_size);
+    c->arg = child->arg_size != 0 ? c->arg_copy : child->arg;
+    arg = c->arg;
+  }
 
   if (spec->init != NULL && spec->init(a->u.live.state, arg) != TR_OK) {
     free(a);
@@ -253,6 +471,10 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
   atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
   *out = tri_actor_ref(a);
   return TR_OK;
+}
+
+TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg, tr_ref *out) {
+  return tri_spawn(ctx, spec, arg, NULL, out);
 }
 
 /* ------------------------------------------------------------ sending */
@@ -298,21 +520,24 @@ static tr_status deliver(tr_ctx *ctx, caller *c, tr_ref to, tri_msg *m) {
   /* A reply whose ask already timed out (or never was) is not delivered,
    * whether or not its asker is still there. */
   if ((m->corr & TRI_CORR_REPLY) && !tri_ask_answer(sys, to.id, m->corr & ~TRI_CORR_REPLY)) {
-    tri_dead_letter(sys, c->l, m, TR_DEAD_LATE_REPLY);
+    tri_dead_letter(sys, c->l, m, TR_DEAD_LATE_REPLY, to.id, NULL, 0);
     return TR_OK;
   }
   tri_actor *a = tri_registry_get(&sys->reg, to);
   if (a == NULL) {
-    tri_dead_letter(sys, c->l, m, TR_DEAD_STALE);
+    tri_dead_letter(sys, c->l, m, TR_DEAD_STALE, to.id, NULL, 0);
     return TR_ESTALE;
   }
-  tri_admit adm = (a->task.user & TRI_ACTOR_BOUNDED) ? tri_bound_admit(ctx, a) : TRI_ADMIT_PUSH;
+  /* The runtime's own messages (ask timeouts) go past any bound. */
+  tri_admit adm = (a->task.user & TRI_ACTOR_BOUNDED) && m->tag < TR_TAG_RESERVED
+                      ? tri_bound_admit(ctx, a)
+                      : TRI_ADMIT_PUSH;
   switch (adm) {
   case TRI_ADMIT_REFUSE:
     tri_msg_free(c->l, m);
     return TR_EFULL;
   case TRI_ADMIT_DROP:
-    tri_dead_letter(sys, c->l, m, TR_DEAD_DROPPED_NEWEST);
+    tri_dead_letter(sys, c->l, m, TR_DEAD_DROPPED_NEWEST, to.id, NULL, 0);
     return TR_OK;
   case TRI_ADMIT_WAIT:
     c->wait = true;
@@ -416,7 +641,7 @@ static tr_status send_vals(tr_ctx *ctx, tr_ref to, uint32_t tag, const tr_val *v
   tr_status st = check_ctx(ctx);
   if (st != TR_OK)
     return st;
-  if (vals == NULL && n > 0)
+  if ((vals == NULL && n > 0) || tag >= TR_TAG_RESERVED)
     return TR_EINVAL;
 
   size_t size = as_array ? tri_mp_array_header_size(n) : 0;
@@ -478,7 +703,7 @@ TR_API tr_status tr_send_msgpack(tr_ctx *ctx, tr_ref to, uint32_t tag, const voi
   tr_status st = check_ctx(ctx);
   if (st != TR_OK)
     return st;
-  if (bytes == NULL)
+  if (bytes == NULL || tag >= TR_TAG_RESERVED)
     return TR_EINVAL;
   if (len > ctx->sys->cfg.max_msg_size)
     return TR_ETOOBIG;
@@ -505,33 +730,29 @@ TR_API tr_status tr_become(tr_ctx *ctx, tr_behaviour behaviour) {
   return TR_OK;
 }
 
-TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
-  tr_status st = check_ctx(ctx);
-  if (st != TR_OK)
-    return st;
-  if (ctx->actor != NULL && tr_ref_eq(ref, tri_actor_ref(ctx->actor))) {
-    ctx->stop_self = true;
-    return TR_OK;
-  }
+/* Post request `bit` to the actor named by `ref` (see internal.h). */
+static tr_status request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
   tr_system *sys = ctx->sys;
   caller c;
-  if ((st = enter(ctx, &c)) != TR_OK)
+  tr_status st = enter(ctx, &c);
+  if (st != TR_OK)
     return st;
   tri_actor *a = tri_registry_get(&sys->reg, ref);
   if (a == NULL) {
     leave(&c);
     return TR_ESTALE;
   }
-  /* A stop request is a unit of work for quiescence: counted before it is
-   * visible, retired by actor_die (or tri_actor_shutdown). */
+  /* A request is a unit of work for quiescence: counted before it is
+   * visible, retired by the actor's run when it acts on it, or by
+   * actor_die (or tri_actor_shutdown). */
   tri_sched_count_sent(c.w, c.e, 1);
   /* Seq_cst RMW: either we set the bit before actor_die's fetch_or (which
    * then sees it and retires it), or we see DEAD. */
-  uint32_t old = atomic_fetch_or_explicit(&a->task.state, TRI_ACTOR_STOP, memory_order_seq_cst);
-  if ((old & (TRI_ACTOR_STOP | TRI_TASK_DEAD)) == 0) {
+  uint32_t old = atomic_fetch_or_explicit(&a->task.state, bit, memory_order_seq_cst);
+  if ((old & (bit | TRI_TASK_DEAD)) == 0) {
     atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
     tri_sched_notify(sys->sched, c.w, &a->task);
-    if (old & TRI_ACTOR_HELD) /* a stop is not held back by back-pressure */
+    if (old & TRI_ACTOR_HELD) /* a request is not held back by back-pressure */
       tri_actor_unhold(sys, c.w, a);
     leave(&c);
     return TR_OK;
@@ -540,6 +761,67 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
   leave(&c);
   /* Already requested (fine: idempotent), or the actor died meanwhile. */
   return (old & TRI_TASK_DEAD) ? TR_ESTALE : TR_OK;
+}
+
+tr_status tri_ctx_send(tr_ctx *ctx, tr_ref to, uint32_t tag, const tri_mp_part *parts, size_t n) {
+  caller c;
+  tr_status st = check_ctx(ctx);
+  if (st != TR_OK || (st = enter(ctx, &c)) != TR_OK)
+    return st;
+  uint64_t from = ctx->actor != NULL ? tri_actor_ref(ctx->actor).id : ctx->as_sender;
+  st = tri_sys_send(ctx->sys, c.l, from, to, tag, parts, n);
+  leave(&c);
+  return st;
+}
+
+tri_actor *tri_actor_get(tr_system *sys, tr_ref ref) { return tri_registry_get(&sys->reg, ref); }
+
+tr_status tri_actor_request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
+  return request(ctx, ref, bit);
+}
+
+TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
+  tr_status st = check_ctx(ctx);
+  if (st != TR_OK)
+    return st;
+  if (ctx->actor != NULL && tr_ref_eq(ref, tri_actor_ref(ctx->actor))) {
+    ctx->stop_self = true;
+    return TR_OK;
+  }
+  return request(ctx, ref, TRI_ACTOR_STOP);
+}
+
+/* A runtime message: past any bound, never refused (see fault.h). */
+tr_status tri_sys_send(tr_system *sys, tri_local *l, uint64_t from, tr_ref to, uint32_t tag,
+                       const tri_mp_part *parts, size_t n) {
+  size_t size = tri_mp_parts_size(parts, n);
+  if (size == 0)
+    return TR_EINVAL;
+  tri_msg *m = tri_msg_alloc(l, size);
+  if (m == NULL)
+    return TR_ENOMEM;
+  size_t wrote = tri_mp_write_parts(m->bytes, size, parts, n);
+  tri_assert(wrote == size);
+  m->tag = tag;
+  m->corr = 0;
+  m->sender = from;
+  /* l is the caller's own local area: a worker's, or this thread's
+   * participant record (which is inside its read section). */
+  tri_worker *w = NULL;
+  tri_ext *e = NULL;
+  if (l->id < sys->cfg.threads)
+    w = tri_sched_worker(sys->sched, l->id);
+  else
+    e = tri_sched_ext_by_id(sys->sched, l->id);
+  tri_actor *a = tri_registry_get(&sys->reg, to);
+  if (a == NULL) {
+    tri_dead_letter(sys, l, m, TR_DEAD_STALE, to.id, NULL, 0);
+    return TR_ESTALE;
+  }
+  tri_sched_count_sent(w, e, 1);
+  tri_mailbox_push_mp(&a->mb, &m->node);
+  tri_sched_notify(sys->sched, w, &a->task);
+  return TR_OK;
 }
 
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {

@@ -204,6 +204,13 @@ static uint64_t sender_of(const tr_ctx *ctx) {
 
 TR_API tr_status tr_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t delay_ms,
                                uint64_t period_ms, const void *msgpack, size_t len, tr_timer *out) {
+  if (tag >= TR_TAG_RESERVED)
+    return TR_EINVAL;
+  return tri_send_after(ctx, to, tag, delay_ms, period_ms, msgpack, len, out);
+}
+
+tr_status tri_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t delay_ms,
+                         uint64_t period_ms, const void *msgpack, size_t len, tr_timer *out) {
   tr_status st = check(ctx);
   if (st != TR_OK)
     return st;
@@ -295,7 +302,7 @@ static tr_status ask_as(tr_ctx *ctx, uint64_t asker, uint32_t corr, tr_ref to, u
 
 TR_API tr_status tr_ask(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack, size_t len,
                         uint64_t timeout_ms, uint32_t *corr) {
-  if (ctx == NULL)
+  if (ctx == NULL || tag >= TR_TAG_RESERVED)
     return TR_EINVAL;
   if (ctx->actor == NULL)
     return TR_ESTATE;
@@ -312,7 +319,7 @@ TR_API tr_status tr_reply(tr_ctx *ctx, const tr_msg *request, uint32_t tag, cons
   if (st != TR_OK)
     return st;
   if (request == NULL || request->corr == 0 || (request->corr & TRI_CORR_REPLY) ||
-      request->sender == 0)
+      request->sender == 0 || (tag >= TR_TAG_RESERVED && request->tag < TR_TAG_RESERVED))
     return TR_EINVAL;
   if ((st = check_payload(ctx, msgpack, len)) != TR_OK)
     return st;
@@ -396,6 +403,13 @@ static const tr_actor_spec waiter_spec = {.name = "troupe.ask_wait",
 TR_API tr_status tr_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack, size_t len,
                              uint64_t timeout_ms, uint32_t *reply_tag, void **reply,
                              size_t *reply_len) {
+  if (tag >= TR_TAG_RESERVED)
+    return TR_EINVAL;
+  return tri_ask_wait(ctx, to, tag, msgpack, len, timeout_ms, reply_tag, reply, reply_len);
+}
+
+tr_status tri_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack, size_t len,
+                       uint64_t timeout_ms, uint32_t *reply_tag, void **reply, size_t *reply_len) {
   if (ctx == NULL || reply_tag == NULL || reply == NULL || reply_len == NULL)
     return TR_EINVAL;
   tr_system *sys = ctx->sys;

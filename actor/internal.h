@@ -11,6 +11,7 @@
 
 #include "../mailbox/mailbox.h"
 #include "../sched/sched.h"
+#include "mp.h"
 #include "troupe.h"
 
 #define TRI_DEFAULT_BATCH   100u
@@ -23,15 +24,25 @@ _Noreturn void tri_assert_fail(const char *expr, const char *file, int line, con
 
 /* ------------------------------------------------------------ messages */
 
-/* Bits of the task word that the scheduler leaves alone: a stop request,
- * and "held" (back-pressure: parked until a full receiver drains). */
-#define TRI_ACTOR_STOP TRI_TASK_USER
-#define TRI_ACTOR_HELD (TRI_TASK_USER << 1)
+/* Bits of the task word that the scheduler leaves alone. Requests (set by
+ * any thread, each counted as a unit of work while pending, cleared by the
+ * actor's own run): */
+#define TRI_ACTOR_STOP     TRI_TASK_USER        /* tr_stop */
+#define TRI_ACTOR_TERM     (TRI_TASK_USER << 2) /* its supervisor: stop for good */
+#define TRI_ACTOR_KILL     (TRI_TASK_USER << 3) /* a linked actor failed: fail too */
+#define TRI_ACTOR_RESTART  (TRI_TASK_USER << 4) /* its supervisor: restart in place */
+#define TRI_ACTOR_REQUESTS (TRI_ACTOR_STOP | TRI_ACTOR_TERM | TRI_ACTOR_KILL | TRI_ACTOR_RESTART)
+/* States: */
+#define TRI_ACTOR_HELD    (TRI_TASK_USER << 1) /* back-pressure: parked until a receiver drains */
+#define TRI_ACTOR_SUSP    (TRI_TASK_USER << 5) /* exited, supervised: waits for its supervisor */
+#define TRI_ACTOR_WATCHED (TRI_TASK_USER << 6) /* has monitors or links (watch.c) */
+#define TRI_ACTOR_TRAP    (TRI_TASK_USER << 7) /* traps exits */
 /* task.user: immutable flags. */
-#define TRI_ACTOR_BOUNDED 1u
-#define TRI_CORR_REPLY    0x80000000u
-#define TRI_MSG_HEAP      UINT32_MAX /* owner of a message not from a pool */
-#define TRI_MSG_BLOCK     64u        /* pooled block size */
+#define TRI_ACTOR_BOUNDED    1u
+#define TRI_ACTOR_SUPERVISED 2u /* has a tri_child block (a supervisor's child) */
+#define TRI_CORR_REPLY       0x80000000u
+#define TRI_MSG_HEAP         UINT32_MAX /* owner of a message not from a pool */
+#define TRI_MSG_BLOCK        64u        /* pooled block size */
 
 struct tr_msg {
   tri_mbnode node; /* mailbox link; first, so a node converts to a message */
@@ -107,6 +118,11 @@ struct tr_ctx {
   bool owned; /* made by tr_ctx_new_blocking: tr_ctx_free frees it */
   uint64_t timeout_ms;
   uint64_t as_sender; /* outside a behaviour: send in this actor's name */
+  /* tr_fail: the reason (one msgpack value, malloc'd) the actor fails with
+   * once the behaviour returns. */
+  uint8_t *fail_reason;
+  size_t fail_len;
+  bool failing;
 };
 
 /* ------------------------------------------------------------ bounds */
@@ -130,6 +146,39 @@ typedef enum tri_admit {
   TRI_ADMIT_DROP,   /* dead letter DROPPED_NEWEST */
   TRI_ADMIT_WAIT,   /* blocking outside sender: wait for room, retry */
 } tri_admit;
+
+/* ------------------------------------------------------------ supervision */
+
+/* A supervised child's block, after the ring slots (and bound): what a
+ * restart needs. The start argument's copy follows it. Immutable. */
+typedef struct tri_child {
+  uint64_t parent; /* the supervisor's ref */
+  tr_behaviour behaviour;
+  tr_status (*init)(void *state, const void *arg);
+  const void *arg; /* the start argument: arg_copy below, or the caller's */
+  size_t state_size;
+  uint32_t index; /* in the supervisor's spec; UINT32_MAX: dynamic */
+  uint32_t arg_size;
+  uint8_t arg_copy[];
+} tri_child;
+
+/* How a supervised child is spawned (NULL for a plain actor). */
+typedef struct tri_child_opts {
+  tr_ref parent;
+  uint32_t index;
+  const void *arg;
+  size_t arg_size; /* bytes to copy; 0: keep the pointer */
+} tri_child_opts;
+
+/* Supervision's messages between the runtime and supervisors. */
+#define TRI_TAG_CHILD 0xFFFFFF10u /* [kind, child, index, reason]: child -> parent */
+#define TRI_TAG_SUP   0xFFFFFF11u /* requests to a supervisor: [op, ...] */
+#define TRI_TAG_TIMER 0xFFFFFF12u /* a supervisor's backoff timer: [child] */
+enum {
+  TRI_CHILD_FAILED = 0, /* suspended after a failure: restart or terminate it */
+  TRI_CHILD_EXITED = 1, /* suspended after a normal exit: restart or terminate it */
+  TRI_CHILD_GONE = 2,   /* stopped for good (terminated, or orphaned) */
+};
 
 /* ------------------------------------------------------------ registry */
 
@@ -162,7 +211,7 @@ struct tr_system {
   struct tr_ctx ext; /* the external ctx */
   tri_registry reg;
   _Atomic uint64_t spawned, stopped;
-  _Atomic uint64_t stop_requests; /* accepted by tr_stop: not messages */
+  _Atomic uint64_t stop_requests; /* requests posted (stop, restart, ...): not messages */
   _Atomic uint64_t dead[TR_DEAD_REASON_COUNT];
   _Atomic uint64_t refused, holds, asks, ask_timeouts;
   _Atomic bool freeing;
@@ -175,6 +224,14 @@ struct tr_system {
   /* Asks in flight (ask.c). */
   struct tri_asks *asks_table;
   _Atomic uint32_t next_corr;
+  /* Monitors and links (watch.c). */
+  struct tri_watch *watch;
+  _Atomic uint64_t dead_handler; /* ref of the dead-letter handler, or 0 */
+  /* tr_system_exit: the first reason, kept until free. */
+  pthread_mutex_t exit_lock;
+  _Atomic bool exited;
+  uint8_t *exit_reason;
+  size_t exit_len;
 };
 
 /* registry.c */
@@ -190,6 +247,37 @@ static inline tr_ref tri_actor_ref(const tri_actor *a) {
   return (tr_ref){((uint64_t)a->gen << 32) | a->idx};
 }
 
+/* actor.c: supervision */
+tri_child *tri_child_of(tri_actor *a);
+tr_status tri_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg,
+                    const tri_child_opts *child, tr_ref *out);
+/* Send a runtime message (reserved tag) built from parts, as actor `from`
+ * (its id; 0 from outside) through local area l. It goes past any bound. */
+tr_status tri_sys_send(tr_system *sys, tri_local *l, uint64_t from, tr_ref to, uint32_t tag,
+                       const tri_mp_part *parts, size_t n);
+/* tri_sys_send from any ctx (enters the read section from outside). */
+tr_status tri_ctx_send(tr_ctx *ctx, tr_ref to, uint32_t tag, const tri_mp_part *parts, size_t n);
+/* The actor behind a ref the caller knows is alive and not running (it
+ * just spawned it). */
+tri_actor *tri_actor_get(tr_system *sys, tr_ref ref);
+/* Post a request bit (TRI_ACTOR_TERM, _RESTART, _KILL) to a live actor.
+ * TR_ESTALE when it is gone; TR_OK also when already pending. */
+tr_status tri_actor_request(tr_ctx *ctx, tr_ref ref, uint32_t bit);
+
+/* watch.c */
+tr_status tri_watch_new(tr_system *sys);
+void tri_watch_free(tr_system *sys);
+/* The actor exits for good: fire its monitors and links (worker only). */
+void tri_watch_exit(tr_system *sys, tri_worker *w, tri_actor *a, const void *reason, size_t len,
+                    bool failed);
+/* Take the reason a KILL request carries (malloc'd; NULL: none). */
+uint8_t *tri_watch_take_kill(tr_system *sys, uint64_t id, size_t *len);
+/* Forward a dead letter to the system's handler, if any. */
+void tri_dead_forward(tr_system *sys, tri_local *l, const tri_msg *m, tr_dead_reason why,
+                      uint64_t to, const void *detail, size_t detail_len);
+extern const uint8_t tri_reason_normal[7], tri_reason_stopped[8], tri_reason_shutdown[9],
+    tri_reason_noproc[7];
+
 /* msg.c */
 void tri_local_start(tri_local *l, tr_system *sys, uint32_t id, unsigned nworkers);
 void tri_local_destroy(tri_local *l);
@@ -200,7 +288,10 @@ tri_msg *tri_msg_alloc(tri_local *l, size_t len);
 void tri_msg_free(tri_local *l, tri_msg *m);
 
 /* actor.c */
-void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why);
+/* Count (and forward to the handler) a message that will not be handled,
+ * meant for actor `to` (an id); detail: FAILED's reason, else NULL. */
+void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why, uint64_t to,
+                     const void *detail, size_t detail_len);
 void tri_ext_start(tri_ext *e, void *local, void *sys);
 /* Send raw, already validated msgpack (NULL: nil) with a correlation id. */
 tr_status tri_send_raw(tr_ctx *ctx, tr_ref to, uint32_t tag, uint32_t corr, const void *msgpack,
@@ -223,6 +314,11 @@ void tri_asks_free(tr_system *sys);
 /* A reply for (asker, corr) is being sent: true if its ask was pending (and
  * is now answered: its timeout cancelled). */
 bool tri_ask_answer(tr_system *sys, uint64_t asker, uint32_t corr);
+/* tr_send_after and tr_ask_wait for any tag (the runtime's own included). */
+tr_status tri_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t delay_ms,
+                         uint64_t period_ms, const void *msgpack, size_t len, tr_timer *out);
+tr_status tri_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack, size_t len,
+                       uint64_t timeout_ms, uint32_t *reply_tag, void **reply, size_t *reply_len);
 bool tri_timer_fire(void *data, void *sys);
 void tri_timer_free(void *data, void *sys);
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);

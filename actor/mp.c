@@ -283,7 +283,7 @@ typedef struct shape {
  * Validate that [p, p+len) is exactly one well-formed value (see the essay
  * for the invariants). Fills *sh on success.
  */
-static tr_status walk(const uint8_t *p, size_t len, shape *sh) {
+static tr_status walk_prefix(const uint8_t *p, size_t len, shape *sh, size_t *used) {
   /* Values each open container still owes; a map owes two per pair. */
   uint64_t owed[TRI_MP_MAX_DEPTH];
   size_t depth = 0;
@@ -326,7 +326,15 @@ static tr_status walk(const uint8_t *p, size_t len, shape *sh) {
     while (depth > 0 && owed[depth - 1] == 0)
       depth--;
   }
+  if (used != NULL) {
+    *used = len - r.left;
+    return TR_OK;
+  }
   return r.left == 0 ? TR_OK : TR_EMALFORMED;
+}
+
+static tr_status walk(const uint8_t *p, size_t len, shape *sh) {
+  return walk_prefix(p, len, sh, NULL);
 }
 
 TR_API tr_status tr_mp_check(const void *bytes, size_t len) {
@@ -602,5 +610,68 @@ TR_API tr_status tr_mp_encode_vals(const tr_val *vals, size_t n, bool as_array, 
   /* The values were validated above, so only a size-table bug could differ. */
   assert(written == total);
   (void)written;
+  return TR_OK;
+}
+
+/* ------------------------------------------------------------------ parts */
+
+static size_t part_size(const tri_mp_part *pt) {
+  return pt->raw != NULL ? pt->raw_len : tri_mp_val_size(&pt->val);
+}
+
+size_t tri_mp_parts_size(const tri_mp_part *parts, size_t n) {
+  size_t total = tri_mp_array_header_size(n);
+  for (size_t i = 0; i < n; i++) {
+    size_t s = part_size(&parts[i]);
+    if (s == 0 || total == 0)
+      return 0;
+    total += s;
+  }
+  return total;
+}
+
+size_t tri_mp_write_parts(uint8_t *buf, size_t cap, const tri_mp_part *parts, size_t n) {
+  size_t len = 1;
+  if (buf == NULL || cap == 0 || n > 15)
+    return 0;
+  buf[0] = (uint8_t)(0x90 | n); /* fixarray of n */
+  for (size_t i = 0; i < n; i++) {
+    const tri_mp_part *pt = &parts[i];
+    size_t w;
+    if (pt->raw != NULL) {
+      if (pt->raw_len > cap - len)
+        return 0;
+      memcpy(buf + len, pt->raw, pt->raw_len);
+      w = pt->raw_len;
+    } else {
+      w = tri_mp_write_vals(buf + len, cap - len, &pt->val, 1, false);
+      if (w == 0)
+        return 0;
+    }
+    len += w;
+  }
+  return len;
+}
+
+tr_status tri_mp_spans(const void *bytes, size_t len, tri_mp_span *spans, size_t n) {
+  shape sh;
+  rd r = {bytes, len};
+  item it;
+  tr_status st;
+
+  if (bytes == NULL)
+    return TR_EINVAL;
+  if ((st = walk(bytes, len, &sh)) != TR_OK)
+    return st;
+  if (!next(&r, &it) || it.kind != K_ARRAY || it.count != n)
+    return TR_EDECODE;
+  for (size_t i = 0; i < n; i++) {
+    size_t used;
+    if ((st = walk_prefix(r.p, r.left, &sh, &used)) != TR_OK)
+      return st;
+    spans[i] = (tri_mp_span){r.p, used};
+    r.p += used;
+    r.left -= used;
+  }
   return TR_OK;
 }

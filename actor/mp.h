@@ -47,4 +47,30 @@ size_t tri_mp_array_header_size(size_t n);
  */
 size_t tri_mp_write_vals(uint8_t *buf, size_t cap, const tr_val *vals, size_t n, bool as_array);
 
+/*
+ * The runtime's own messages (DOWN, EXIT, dead letters, supervision) are
+ * arrays of at most 15 parts, each a scalar or one already encoded value
+ * (a reason, a forwarded payload) copied as is.
+ */
+typedef struct tri_mp_part {
+  tr_val val;      /* used when raw is NULL */
+  const void *raw; /* one encoded msgpack value */
+  size_t raw_len;
+} tri_mp_part;
+
+#define TRI_MP_VAL(v)    ((tri_mp_part){.val = (v)})
+#define TRI_MP_RAW(p, n) ((tri_mp_part){.raw = (p), .raw_len = (n)})
+/* Encoded size of the array of parts (0 if a part is invalid). */
+size_t tri_mp_parts_size(const tri_mp_part *parts, size_t n);
+/* Write it; returns bytes written, 0 on error (n > 15, no room). */
+size_t tri_mp_write_parts(uint8_t *buf, size_t cap, const tri_mp_part *parts, size_t n);
+
+/* The byte span of each of the n elements of an array that is all of
+ * bytes. TR_EMALFORMED, or TR_EDECODE when it is not an array of n. */
+typedef struct tri_mp_span {
+  const uint8_t *p;
+  size_t len;
+} tri_mp_span;
+tr_status tri_mp_spans(const void *bytes, size_t len, tri_mp_span *spans, size_t n);
+
 #endif /* TROUPE_ACTOR_MP_H */

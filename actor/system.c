@@ -57,7 +57,14 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&sys->room_cond, &ca);
   pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&sys->exit_lock, NULL);
   if (tri_asks_new(sys) != TR_OK) {
+    tri_registry_destroy(&sys->reg);
+    free(sys);
+    return TR_ENOMEM;
+  }
+  if (tri_watch_new(sys) != TR_OK) {
+    tri_asks_free(sys);
     tri_registry_destroy(&sys->reg);
     free(sys);
     return TR_ENOMEM;
@@ -71,6 +78,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
                        .ext_start = tri_ext_start,
                        .arg = sys};
   if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
+    tri_watch_free(sys);
     tri_asks_free(sys);
     tri_registry_destroy(&sys->reg);
     free(sys);
@@ -100,7 +108,10 @@ TR_API tr_status tr_system_wait_for(tr_system *sys, uint64_t timeout_ms) {
     return TR_EINVAL;
   if (!tri_sched_started(sys->sched) || tri_sched_self(sys->sched) != NULL)
     return TR_ESTATE;
-  return tri_sched_wait(sys->sched, timeout_ms) == 0 ? TR_OK : TR_ETIMEDOUT;
+  int rc = tri_sched_wait(sys->sched, timeout_ms);
+  if (atomic_load(&sys->exited))
+    return TR_EEXIT;
+  return rc == 0 ? TR_OK : TR_ETIMEDOUT;
 }
 
 TR_API tr_status tr_system_wait(tr_system *sys) { return tr_system_wait_for(sys, UINT64_MAX); }
@@ -130,7 +141,10 @@ TR_API void tr_system_free(tr_system *sys) {
     tri_local_destroy(tri_ext_local(e));
   tri_sched_free(sys->sched); /* pending timers freed here */
   tri_asks_free(sys);
+  tri_watch_free(sys);
   tri_registry_destroy(&sys->reg);
+  free(sys->exit_reason);
+  pthread_mutex_destroy(&sys->exit_lock);
   pthread_mutex_destroy(&sys->room_lock);
   pthread_mutex_destroy(&sys->hold_lock);
   pthread_cond_destroy(&sys->room_cond);

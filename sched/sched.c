@@ -132,6 +132,7 @@ struct tri_sched {
   /* Parking. nparked is written under park_lock, read anywhere. */
   pthread_mutex_t park_lock;
   pthread_cond_t quiet_cond;
+  _Atomic bool exiting; /* tri_sched_exit: waiters return */
   _Atomic unsigned nparked;
   unsigned nstack;
   tri_worker **stack;
@@ -962,7 +963,7 @@ int tri_sched_wait(tri_sched *s, uint64_t timeout_ms) {
     }
   }
   pthread_mutex_lock(&s->park_lock);
-  while (!tri_sched_stopping(s) && !quiescent_locked(s)) {
+  while (!tri_sched_stopping(s) && !atomic_load(&s->exiting) && !quiescent_locked(s)) {
     if (timeout_ms == UINT64_MAX) {
       pthread_cond_wait(&s->quiet_cond, &s->park_lock);
     } else if (pthread_cond_timedwait(&s->quiet_cond, &s->park_lock, &deadline) == ETIMEDOUT) {
@@ -972,6 +973,13 @@ int tri_sched_wait(tri_sched *s, uint64_t timeout_ms) {
   }
   pthread_mutex_unlock(&s->park_lock);
   return rc;
+}
+
+void tri_sched_exit(tri_sched *s) {
+  pthread_mutex_lock(&s->park_lock);
+  atomic_store(&s->exiting, true);
+  pthread_cond_broadcast(&s->quiet_cond);
+  pthread_mutex_unlock(&s->park_lock);
 }
 
 void tri_sched_free(tri_sched *s) {

@@ -158,6 +158,9 @@ void tri_sched_count_done(tri_sched *s, tri_worker *w, uint64_t n);
 /* Block until quiescent or stopping. timeout_ms = UINT64_MAX: no limit.
  * Returns 0, or ETIMEDOUT. */
 int tri_sched_wait(tri_sched *s, uint64_t timeout_ms);
+/* Make every tri_sched_wait return (now and from now on); workers go on.
+ * Any thread. */
+void tri_sched_exit(tri_sched *s);
 
 /*
  * Deferred reclamation (quiescent-state-based). After unpublishing an object

@@ -763,7 +763,8 @@ Test(send, payload_is_copied) {
   tr_system_free(sys);
 }
 
-/* Tags go through unchanged, including 0 and UINT32_MAX. */
+/* Tags go through unchanged, from 0 to the last one below the runtime's
+ * reserved range; a reserved tag is refused (TR_EINVAL) by every send. */
 static _Atomic uint32_t tag_seen[4];
 static _Atomic unsigned tag_n;
 
@@ -783,9 +784,16 @@ Test(send, tags_round_trip) {
   tr_actor_spec spec = {.name = "tags", .behaviour = tag_behaviour};
   tr_ref r;
   OK(tr_spawn(ctx, &spec, NULL, &r));
-  const uint32_t tags[4] = {0, UINT32_MAX, 1, 0x80000000u};
+  const uint32_t tags[4] = {0, TR_TAG_RESERVED - 1, 1, 0x80000000u};
   for (unsigned i = 0; i < 4; i++)
     OK(tr_send_uint(ctx, r, tags[i], i));
+  const uint32_t reserved[3] = {TR_TAG_RESERVED, TR_TAG_DOWN, UINT32_MAX};
+  for (unsigned i = 0; i < 3; i++) {
+    EXPECT_ST(tr_send_uint(ctx, r, reserved[i], i), TR_EINVAL);
+    EXPECT_ST(tr_send(ctx, r, reserved[i]), TR_EINVAL);
+    EXPECT_ST(tr_send_msgpack(ctx, r, reserved[i], "\xc0", 1), TR_EINVAL);
+    EXPECT_ST(tr_send_after(ctx, r, reserved[i], 1, 0, NULL, 0, NULL), TR_EINVAL);
+  }
   OK(tr_system_start(sys));
   WAIT(sys);
   cr_assert_eq(atomic_load(&tag_n), 4);

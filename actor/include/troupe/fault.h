@@ -103,11 +103,11 @@ TR_API TR_NODISCARD tr_status tr_trap_exits(tr_ctx *ctx, bool on);
 
 /*
  * Dead letters. Every message that is not handled is counted by reason in
- * tr_system_stats.dead_letters. A system may also name a handler actor:
- * then each dead letter (except SHUTDOWN ones, and dead letters of dead
- * letters) is also sent to it as a TR_TAG_DEAD_LETTER message, and a
- * refused send (TR_EFULL) is counted under REFUSED but not forwarded: its
- * sender still has it.
+ * tr_system_stats.dead_letters, and every send a bounded mailbox refused
+ * (TR_EFULL: its sender still has the message) in tr_system_stats.refused.
+ * A system may also name a handler actor: then each dead letter (except
+ * SHUTDOWN ones, and dead letters of dead letters) is also sent to it as a
+ * TR_TAG_DEAD_LETTER message. Refused sends are not forwarded.
  */
 typedef struct tr_dead_letter {
   tr_dead_reason reason;
