@@ -37,6 +37,7 @@ typedef struct kid {
   bool alive;              /* spawned, no GONE seen yet */
   bool terminating;        /* told to stop for good: never restarted */
   bool waiting;            /* suspended, a backoff timer will restart it */
+  bool down;               /* exited (suspended): takes no mail until restarted */
 } kid;
 
 typedef struct sup {
@@ -400,16 +401,25 @@ static uint64_t backoff_ms(sup *s, unsigned n) {
   return (uint64_t)((double)d * f + 0.5);
 }
 
+static tr_status tell_sup(tr_ctx *ctx, tr_ref sup_ref, uint64_t op, uint64_t arg);
+
+/* End a child for good. A supervisor child is first asked to stop its own
+ * subtree in order; its exit then comes back (on_child) and is made final
+ * with TERM. */
 static void terminate(tr_ctx *ctx, kid *k) {
+  bool first = !k->terminating;
   k->terminating = true;
   k->waiting = false;
-  (void)tri_actor_request(ctx, k->ref, TRI_ACTOR_TERM);
+  if (first && !k->down && k->cs->sup != NULL && tell_sup(ctx, k->ref, OP_STOP, 0) == TR_OK)
+    return;
+  ignore(tri_actor_request(ctx, k->ref, TRI_ACTOR_TERM)); /* ESTALE: its GONE is coming */
 }
 
 /* Restart one child in place (a supervisor child also restarts its own
  * children: it is told to start them once its init has run). */
 static void restart_one(tr_ctx *ctx, sup *s, kid *k) {
   k->waiting = false;
+  k->down = false;
   if (tri_actor_request(ctx, k->ref, TRI_ACTOR_RESTART) != TR_OK)
     return; /* gone meanwhile: its GONE is on the way */
   s->stats.restarts++;
@@ -517,6 +527,7 @@ static void on_child(tr_ctx *ctx, sup *s, const tr_msg *msg) {
     return;
   }
   bool failed = kind == TRI_CHILD_FAILED;
+  k->down = true;
   tr_restart_type rt = k->cs->restart;
   bool again = rt == TR_RESTART_PERMANENT || (rt == TR_RESTART_TRANSIENT && failed);
   if (s->shutting || k->terminating || !again) {
