@@ -48,6 +48,7 @@ typedef struct sup {
   /* Restart events of the last `intensity` (ring of timestamps, ns). */
   uint64_t *events;
   size_t nevents, next_event;
+  bool started;    /* its children were started (once per incarnation) */
   bool shutting;   /* stopping children in reverse order */
   bool give_up;    /* ... and then failing (intensity exceeded) */
   size_t cursor;   /* children at or past it are stopped or being stopped */
@@ -188,6 +189,7 @@ static tr_status start_sup(tr_ctx *ctx, const tr_sup_spec *spec, tr_ref parent, 
     return st;
   }
   sup *s = tri_actor_get(ctx->sys, self)->u.live.state;
+  s->started = true;
   for (uint32_t i = 0; spec->strategy != TR_SUP_DYNAMIC && i < spec->nchildren; i++) {
     const tr_child_spec *cs = &spec->children[i];
     tr_ref r;
@@ -562,6 +564,12 @@ static tr_status on_request(tr_ctx *ctx, sup *s, const tr_msg *msg) {
   uint64_t arg = n == 2 && v[1].type == TR_VAL_UINT ? v[1].as.u : 0;
   switch (v[0].as.u) {
   case OP_START: /* after our own restart in place */
+    /* Restart requests that came close together were one restart (the
+     * request bit coalesces them), but each came with a START: only the
+     * first START of an incarnation starts children. */
+    if (s->started)
+      break;
+    s->started = true;
     if (restart_children(ctx, s) != TR_OK) {
       terminate_all(s);
       ignore(tr_fail_str(ctx, "start_failed")); /* ENOMEM: the return fails it */
