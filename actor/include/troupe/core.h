@@ -47,9 +47,10 @@ static inline bool tr_ref_is_none(tr_ref r) { return r.id == 0; }
 
 /*
  * A behaviour handles one message. Return TR_OK to go on. Any other status
- * is a failure: the actor stops, its fini runs, the message and the mail still
- * queued are counted as dead letters (reason FAILED / STOPPED). Supervisors
- * (a later module) turn failures into restarts.
+ * (or a tr_fail call) is a failure (see troupe/fault.h): the message is a
+ * dead letter (FAILED) and the actor exits: a supervised actor waits for its
+ * supervisor to restart it in place (troupe/sup.h); any other actor stops,
+ * its fini runs and the mail still queued becomes dead letters (STOPPED).
  */
 typedef tr_status (*tr_behaviour)(tr_ctx *ctx, void *state, const tr_msg *msg);
 
