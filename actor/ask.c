@@ -141,7 +141,14 @@ typedef struct tdata {
   uint8_t payload[];
 } tdata;
 
-bool tri_timer_fire(void *data, void *arg) {
+/*
+ * Out of memory on the timer thread. A user timer's message is counted as a
+ * NOMEM dead letter (nobody to tell). The runtime's own timed messages (an
+ * ask's timeout, a supervisor's backoff) must not be lost, or an asker would
+ * never hear back and a child would never be restarted: the timer fires
+ * again shortly instead (TRI_TIMER_RETRY), and stays pending work.
+ */
+int tri_timer_fire(void *data, void *arg) {
   tdata *d = data;
   tr_system *sys = arg;
   struct tr_ctx ctx = {.sys = sys, .as_sender = d->sender};
@@ -149,18 +156,23 @@ bool tri_timer_fire(void *data, void *arg) {
   if (d->kind == TD_ASK_TIMEOUT) {
     ask_node *n = ask_take(sys, d->to.id, d->corr);
     if (n == NULL)
-      return false; /* the reply won */
+      return TRI_TIMER_STOP; /* the reply won */
+    if (tri_send_raw(&ctx, d->to, TR_TAG_TIMEOUT, d->corr, NULL, 0) == TR_ENOMEM) {
+      ask_put(sys, n); /* still pending: a reply may yet win */
+      return TRI_TIMER_RETRY;
+    }
     free(n);
     atomic_fetch_add_explicit(&sys->ask_timeouts, 1, memory_order_relaxed);
-    if (tri_send_raw(&ctx, d->to, TR_TAG_TIMEOUT, d->corr, NULL, 0) == TR_ENOMEM)
-      atomic_fetch_add_explicit(&sys->dead[TR_DEAD_NOMEM], 1, memory_order_relaxed);
-    return false;
+    return TRI_TIMER_STOP;
   }
   tr_status st = tri_send_raw(&ctx, d->to, d->tag, 0, d->len ? d->payload : NULL, d->len);
-  /* Nobody to tell on the timer thread: an unbuildable message is counted. */
-  if (st == TR_ENOMEM)
+  if (st == TR_ENOMEM) {
+    if (d->tag >= TR_TAG_RESERVED)
+      return TRI_TIMER_RETRY;
     atomic_fetch_add_explicit(&sys->dead[TR_DEAD_NOMEM], 1, memory_order_relaxed);
-  return st != TR_ESTALE; /* a periodic timer to a stopped actor ends */
+  }
+  /* A periodic timer to a stopped actor ends. */
+  return st != TR_ESTALE ? TRI_TIMER_KEEP : TRI_TIMER_STOP;
 }
 
 void tri_timer_free(void *data, void *arg) {

@@ -319,7 +319,7 @@ tr_status tri_send_after(tr_ctx *ctx, tr_ref to, uint32_t tag, uint64_t delay_ms
                          uint64_t period_ms, const void *msgpack, size_t len, tr_timer *out);
 tr_status tri_ask_wait(tr_ctx *ctx, tr_ref to, uint32_t tag, const void *msgpack, size_t len,
                        uint64_t timeout_ms, uint32_t *reply_tag, void **reply, size_t *reply_len);
-bool tri_timer_fire(void *data, void *sys);
+int tri_timer_fire(void *data, void *sys);
 void tri_timer_free(void *data, void *sys);
 tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg);
 bool tri_actor_ready(tri_task *t, void *arg);

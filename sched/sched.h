@@ -59,6 +59,13 @@ typedef enum tri_run_result {
                   * and will hand it back with tri_sched_requeue: hands off */
 } tri_run_result;
 
+/* What a fired timer asks for. */
+enum {
+  TRI_TIMER_STOP = 0,  /* done (a periodic timer stops) */
+  TRI_TIMER_KEEP = 1,  /* a periodic timer goes on; a one-shot is done */
+  TRI_TIMER_RETRY = 2, /* could not act (out of memory): fire again in 1 ms */
+};
+
 typedef struct tri_sched_ops {
   /* Run one batch of `task` on worker `w` (which owns it right now). */
   tri_run_result (*run)(tri_worker *w, tri_task *task, void *arg);
@@ -70,9 +77,9 @@ typedef struct tri_sched_ops {
   void (*worker_start)(tri_worker *w, void *local, void *arg);
   /* A new external participant's local area, on the creating thread. */
   void (*ext_start)(tri_ext *e, void *local, void *arg);
-  /* A timer is due (on the timer thread; may send). Return false to stop a
-   * periodic timer. Then, when the timer is done for good, timer_free. */
-  bool (*timer_fire)(void *data, void *arg);
+  /* A timer is due (on the timer thread; may send). Returns a
+   * tri_timer_result. Then, when the timer is done for good, timer_free. */
+  int (*timer_fire)(void *data, void *arg);
   void (*timer_free)(void *data, void *arg);
   void (*worker_stop)(tri_worker *w, void *local, void *arg);
   void *arg;

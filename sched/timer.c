@@ -168,12 +168,22 @@ static void *timer_main(void *arg) {
     void *data = e->data;
     pthread_mutex_unlock(&t->lock);
 
-    bool keep = t->ops->timer_fire(data, t->ops->arg);
-    atomic_fetch_add_explicit(&t->fired, 1, memory_order_relaxed);
+    int r = t->ops->timer_fire(data, t->ops->arg);
+    bool keep = r == TRI_TIMER_KEEP;
+    if (r != TRI_TIMER_RETRY)
+      atomic_fetch_add_explicit(&t->fired, 1, memory_order_relaxed);
 
     pthread_mutex_lock(&t->lock);
     e = &t->ents[slot]; /* the table may have grown meanwhile */
     e->firing = false;
+    if (r == TRI_TIMER_RETRY && !e->cancel_after_fire && !t->stop) {
+      /* Out of memory: the same entry fires again shortly (it needs no
+       * allocation), and stays pending work meanwhile. */
+      e->deadline = now_ns() + 1000000u;
+      e->seq = t->seq++;
+      heap_push(t, slot);
+      continue;
+    }
     if (e->period != 0 && keep && !e->cancel_after_fire && !t->stop) {
       /* Next period from the planned deadline, not from now: no drift; if
        * the thread fell behind by whole periods, skip them. */

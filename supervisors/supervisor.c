@@ -182,6 +182,8 @@ static tr_status start_sup(tr_ctx *ctx, const tr_sup_spec *spec, tr_ref parent, 
   tr_actor_spec as = sup_actor(spec);
   tr_ref self;
   tr_status st = tri_spawn(ctx, &as, NULL, &o, &self);
+  if (st == TR_EINIT)
+    return TR_ENOMEM; /* sup_init fails only for want of memory */
   if (st != TR_OK)
     return st;
   if ((st = note(sp, self)) != TR_OK) {
@@ -408,13 +410,15 @@ static tr_status tell_sup(tr_ctx *ctx, tr_ref sup_ref, uint64_t op, uint64_t arg
 /* End a child for good. A supervisor child is first asked to stop its own
  * subtree in order; its exit then comes back (on_child) and is made final
  * with TERM. */
-static void terminate(tr_ctx *ctx, kid *k) {
+/* Returns false when the child is already gone (its GONE message may be
+ * on the way, or lost to an allocation failure: either way it is over). */
+static bool terminate(tr_ctx *ctx, kid *k) {
   bool first = !k->terminating;
   k->terminating = true;
   k->waiting = false;
   if (first && !k->down && k->cs->sup != NULL && tell_sup(ctx, k->ref, OP_STOP, 0) == TR_OK)
-    return;
-  ignore(tri_actor_request(ctx, k->ref, TRI_ACTOR_TERM)); /* ESTALE: its GONE is coming */
+    return true;
+  return tri_actor_request(ctx, k->ref, TRI_ACTOR_TERM) != TR_ESTALE;
 }
 
 /* Restart one child in place (a supervisor child also restarts its own
@@ -441,9 +445,10 @@ static void restart_group(tr_ctx *ctx, sup *s, kid *k) {
     kid *o = &s->kids[i];
     if (!o->alive || o->terminating)
       continue;
-    if (o != k && o->cs->restart == TR_RESTART_TEMPORARY)
-      terminate(ctx, o); /* OTP: temporary siblings are not restarted */
-    else
+    if (o != k && o->cs->restart == TR_RESTART_TEMPORARY) {
+      if (!terminate(ctx, o)) /* OTP: temporary siblings are not restarted */
+        forget(s, o);
+    } else
       restart_one(ctx, s, o);
   }
 }
@@ -454,9 +459,9 @@ static void shutdown_step(tr_ctx *ctx, sup *s) {
   while (s->cursor > 0) {
     kid *k = &s->kids[s->cursor - 1];
     if (k->alive) {
-      if (!k->terminating)
-        terminate(ctx, k);
-      return; /* wait for its GONE */
+      if (k->terminating || terminate(ctx, k))
+        return; /* wait for its GONE */
+      forget(s, k);
     }
     s->cursor--;
   }
@@ -533,7 +538,8 @@ static void on_child(tr_ctx *ctx, sup *s, const tr_msg *msg) {
   tr_restart_type rt = k->cs->restart;
   bool again = rt == TR_RESTART_PERMANENT || (rt == TR_RESTART_TRANSIENT && failed);
   if (s->shutting || k->terminating || !again) {
-    terminate(ctx, k);
+    if (!terminate(ctx, k))
+      forget(s, k);
     return;
   }
   unsigned recent = 0;
@@ -588,14 +594,14 @@ static tr_status on_request(tr_ctx *ctx, sup *s, const tr_msg *msg) {
         s->cap *= 2;
       }
       s->kids[s->nkids++] = (kid){.ref = {arg}, .cs = &s->spec->children[0], .alive = true};
-      if (s->shutting)
-        terminate(ctx, &s->kids[s->nkids - 1]);
+      if (s->shutting && !terminate(ctx, &s->kids[s->nkids - 1]))
+        forget(s, &s->kids[s->nkids - 1]);
     }
     break;
   case OP_TERMINATE: {
     kid *k = find(s, arg);
-    if (k != NULL)
-      terminate(ctx, k);
+    if (k != NULL && !terminate(ctx, k))
+      forget(s, k);
     break;
   }
   case OP_STOP:

@@ -3,11 +3,12 @@
  * representative scenario: system creation, spawn (unbounded and bounded),
  * sends from outside and from actors (pooled, heap-sized, spilling past the
  * ring, into a hold-sender mailbox), a timer, an ask, a stop, quiescence and
- * shutdown. For N = 1, 2, ... the Nth allocation fails; each run must see
- * only TR_OK or a status that follows from the failure (TR_ENOMEM, or a
- * failed actor's own consequences), reach quiescence, and balance its books:
- * every accepted message handled or dead-lettered. Leaks are ASan's to find
- * (ctest fails the run on any sanitizer report).
+ * shutdown; and a second one for supervision: a supervisor tree, restarts,
+ * a backoff timer, monitors, links, the dead-letter handler, ordered stop. For N = 1, 2, ... the
+ * Nth allocation fails; each run must see only TR_OK or a status that follows from the failure
+ * (TR_ENOMEM, or a failed actor's own consequences), reach quiescence, and balance its books: every
+ * accepted message handled or dead-lettered. Leaks are ASan's to find (ctest fails the run on any
+ * sanitizer report).
  */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
@@ -132,6 +133,151 @@ static void scenario(outcome *o) {
   }
   tr_system_free(sys);
 #undef CALL
+}
+
+/* ------------------------------------------------------------ supervision */
+
+enum { FAIL = 10, WATCH, LINK };
+
+static tr_status kid_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)ctx;
+  (void)state;
+  return tr_msg_tag(msg) == FAIL ? TR_EFAIL : TR_OK;
+}
+
+static tr_status kid_init(void *state, const void *arg) {
+  memcpy(state, arg, sizeof(int));
+  return TR_OK;
+}
+
+static tr_status watch_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)state;
+  uint64_t id, target;
+  if (tr_msg_tag(msg) != WATCH && tr_msg_tag(msg) != LINK)
+    return TR_OK; /* DOWN, EXIT, dead letters */
+  tr_status st = tr_msg_get_uint(msg, &target);
+  if (st != TR_OK)
+    return st;
+  if (tr_msg_tag(msg) == LINK) {
+    st = tr_trap_exits(ctx, true);
+    return st != TR_OK ? st : tr_link(ctx, (tr_ref){target});
+  }
+  return tr_monitor(ctx, (tr_ref){target}, &id);
+}
+
+static void sup_scenario(outcome *o) {
+  tr_system *sys;
+  tr_system_config cfg = {.threads = 1};
+  *o = (outcome){0};
+  o->all_ok = true;
+  o->bad_status = -1;
+#define CALL(expr)                                                                                 \
+  do {                                                                                             \
+    tr_status st_ = (expr);                                                                        \
+    if (st_ != TR_OK)                                                                              \
+      o->all_ok = false;                                                                           \
+    if (!acceptable(st_))                                                                          \
+      o->bad_status = st_;                                                                         \
+  } while (0)
+
+  tr_status st = tr_system_new(&cfg, &sys);
+  if (st != TR_OK) {
+    if (!acceptable(st))
+      o->bad_status = st;
+    return;
+  }
+  o->ran = true;
+  tr_ctx *ctx = tr_system_ctx(sys);
+  static const int one = 1;
+  static const tr_child_spec kids[2] = {
+      {.id = "k0",
+       .actor = {.name = "k0", .behaviour = kid_behaviour, .state_size = 8, .init = kid_init},
+       .arg = &one,
+       .arg_size = sizeof one},
+      {.id = "k1", .actor = {.name = "k1", .behaviour = kid_behaviour}},
+  };
+  static const tr_sup_spec inner = {.strategy = TR_SUP_ONE_FOR_ALL,
+                                    .intensity = 10,
+                                    .period_ms = 10000,
+                                    .children = kids,
+                                    .nchildren = 2};
+  static const tr_child_spec top[2] = {
+      {.id = "k", .actor = {.name = "k", .behaviour = kid_behaviour}},
+      {.id = "inner", .sup = &inner},
+  };
+  static const tr_sup_spec spec = {.strategy = TR_SUP_ONE_FOR_ONE,
+                                   .intensity = 10,
+                                   .period_ms = 10000,
+                                   .backoff_min_ms = 1,
+                                   .children = top,
+                                   .nchildren = 2};
+  tr_actor_spec wspec = {.name = "w", .behaviour = watch_behaviour};
+  tr_ref sup = TR_REF_NONE, refs[2] = {TR_REF_NONE, TR_REF_NONE}, w = TR_REF_NONE;
+  CALL(tr_spawn(ctx, &wspec, NULL, &w));
+  if (!tr_ref_is_none(w))
+    CALL(tr_system_set_dead_letter_handler(sys, w));
+  CALL(tr_sup_start(ctx, &spec, &sup, refs));
+  CALL(tr_system_start(sys));
+  if (!tr_ref_is_none(sup) && !tr_ref_is_none(w)) {
+    CALL(tr_send_uint(ctx, w, WATCH, refs[0].id));
+    CALL(tr_send_uint(ctx, w, LINK, refs[0].id));
+    CALL(tr_send_uint(ctx, w, WATCH, 999)); /* noproc */
+    for (int i = 0; i < 3; i++)
+      CALL(tr_send(ctx, refs[0], FAIL));     /* restarts, after a backoff */
+    CALL(tr_send(ctx, refs[1], NUM));        /* the inner supervisor ignores it */
+    CALL(tr_stop(ctx, refs[1]));             /* the inner tree restarts */
+    st = tr_send(ctx, (tr_ref){12345}, NUM); /* a dead letter, forwarded */
+    if (st != TR_ESTALE && st != TR_ENOMEM)
+      o->bad_status = st;
+  }
+  o->quiescent = tr_system_wait_for(sys, 10000) == TR_OK;
+  if (!tr_ref_is_none(sup))
+    CALL(tr_sup_stop(ctx, sup));
+  o->quiescent = o->quiescent && tr_system_wait_for(sys, 10000) == TR_OK;
+  tr_system_stats s;
+  if (tr_system_stats_get(sys, &s) == TR_OK) {
+    o->sent = s.sent;
+    o->handled = s.handled;
+    o->dead = s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED] +
+              s.dead_letters[TR_DEAD_DROPPED_OLDEST];
+    o->balanced = s.sent == o->handled + o->dead;
+  }
+  tr_system_free(sys);
+#undef CALL
+}
+
+Test(alloc, supervision_baseline_succeeds) {
+  outcome o;
+  tri_alloc_fail_at(0);
+  sup_scenario(&o);
+  cr_assert(o.ran && o.all_ok, "without failures every call succeeds");
+  cr_assert(o.quiescent);
+  cr_assert(o.balanced, "sent %llu != handled %llu + dead %llu", (unsigned long long)o.sent,
+            (unsigned long long)o.handled, (unsigned long long)o.dead);
+}
+
+Test(alloc, supervision_every_allocation_may_fail, .timeout = 300) {
+  unsigned runs = 0;
+  for (uint64_t n = 1;; n++) {
+    outcome o;
+    tri_alloc_fail_at(n);
+    sup_scenario(&o);
+    bool failed = tri_alloc_failed();
+    tri_alloc_fail_at(0);
+    cr_assert_eq(o.bad_status, -1, "allocation %llu failing gave %s", (unsigned long long)n,
+                 tr_status_name((tr_status)o.bad_status));
+    if (o.ran) {
+      cr_assert(o.quiescent, "allocation %llu failing: no quiescence", (unsigned long long)n);
+      cr_assert(o.balanced, "allocation %llu failing: sent %llu != handled %llu + dead %llu",
+                (unsigned long long)n, (unsigned long long)o.sent, (unsigned long long)o.handled,
+                (unsigned long long)o.dead);
+    }
+    runs++;
+    if (!failed)
+      break;
+    cr_assert_lt(n, 100000, "the walk does not end");
+  }
+  cr_assert_gt(runs, 40, "the scenario should allocate more than that (%u)", runs);
 }
 
 Test(alloc, baseline_scenario_succeeds) {

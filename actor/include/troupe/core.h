@@ -288,7 +288,7 @@ TR_API TR_NODISCARD tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_act
   X(DROPPED_NEWEST, "dropped on arrival: bounded mailbox full")                                    \
   X(DROPPED_OLDEST, "dropped from a full bounded mailbox for a newer one")                         \
   X(LATE_REPLY, "a reply that came after its ask timed out, or to no ask")                         \
-  X(NOMEM, "a timer's message that could not be built: out of memory")
+  X(NOMEM, "a user timer's message that could not be built: out of memory")
 
 typedef enum tr_dead_reason {
 #define TR_DEAD_ENUM(name, msg) TR_DEAD_##name,
