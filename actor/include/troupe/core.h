@@ -213,6 +213,8 @@ TR_API TR_NODISCARD tr_status tr_become(tr_ctx *ctx, tr_behaviour behaviour);
  * tr_stop - stop an actor: it finishes the message it is handling (if any),
  * runs fini, and the mail still queued is counted as dead letters (STOPPED).
  * Stopping yourself (tr_self) takes effect when the behaviour returns.
+ * A supervised actor's stop is an exit its supervisor decides on (a
+ * permanent child is restarted: use tr_sup_terminate_child to end it).
  * Asynchronous: returns once the stop is requested.
  * Errors: TR_ESTALE (unknown or already stopped actor), TR_EINVAL.
  * Thread-safety: any thread.
