@@ -556,12 +556,58 @@ static bool pack_val(msgpack_packer *pk, const tr_val *v) {
   }
 }
 
+/* Big-endian `n` bytes of x after the type byte t. */
+static size_t put_be(uint8_t *buf, size_t cap, uint8_t t, uint64_t x, unsigned n) {
+  if (cap < 1 + (size_t)n)
+    return 0;
+  buf[0] = t;
+  for (unsigned i = n; i > 0; i--, x >>= 8)
+    buf[i] = (uint8_t)x;
+  return 1 + n;
+}
+
+/*
+ * One integer, written the way msgpack-c's msgpack_pack_uint64 and
+ * msgpack_pack_int64 write it (the smallest form; a non-negative int64 as
+ * an unsigned form), without the packer's callback per byte. test_mp
+ * compares the two on boundary values of every form.
+ */
+static size_t put_uint(uint8_t *buf, size_t cap, uint64_t u) {
+  if (u < 128)
+    return put_be(buf, cap, (uint8_t)u, 0, 0);
+  if (u < 256)
+    return put_be(buf, cap, 0xcc, u, 1);
+  if (u < 65536)
+    return put_be(buf, cap, 0xcd, u, 2);
+  if (u <= UINT32_MAX)
+    return put_be(buf, cap, 0xce, u, 4);
+  return put_be(buf, cap, 0xcf, u, 8);
+}
+
+static size_t put_int(uint8_t *buf, size_t cap, int64_t i) {
+  if (i >= 0)
+    return put_uint(buf, cap, (uint64_t)i);
+  if (i >= -32)
+    return put_be(buf, cap, (uint8_t)(int8_t)i, 0, 0);
+  if (i >= INT8_MIN)
+    return put_be(buf, cap, 0xd0, (uint64_t)i, 1);
+  if (i >= INT16_MIN)
+    return put_be(buf, cap, 0xd1, (uint64_t)i, 2);
+  if (i >= INT32_MIN)
+    return put_be(buf, cap, 0xd2, (uint64_t)i, 4);
+  return put_be(buf, cap, 0xd3, (uint64_t)i, 8);
+}
+
 size_t tri_mp_write_vals(uint8_t *buf, size_t cap, const tr_val *vals, size_t n, bool as_array) {
   sink s = {buf, cap, 0};
   msgpack_packer pk;
 
   if (!buf || (!vals && n > 0) || (!as_array && n != 1))
     return 0;
+  if (!as_array && vals[0].type == TR_VAL_UINT) /* the common sends, fast */
+    return put_uint(buf, cap, vals[0].as.u);
+  if (!as_array && vals[0].type == TR_VAL_INT)
+    return put_int(buf, cap, vals[0].as.i);
   msgpack_packer_init(&pk, &s, sink_write);
   if (as_array) {
     /* msgpack_pack_array would silently truncate a count above 2^32-1. */

@@ -216,13 +216,65 @@ static tr_status get_typed(const tr_msg *msg, const void *out, tr_val_type want,
   return st;
 }
 
+/*
+ * The common case, a payload that is exactly one msgpack integer (what
+ * tr_send_int and tr_send_uint write), decoded without the general walk.
+ * Returns false for anything else, which then takes the general path (and
+ * gets its error statuses); where it returns true, the result is the one
+ * the general path gives (test_mp checks both on every integer encoding).
+ */
+static bool int_fast(const tr_msg *msg, uint64_t *u, bool *neg) {
+  if (msg == NULL || msg->len == 0)
+    return false;
+  const uint8_t *p = msg->bytes;
+  uint8_t b = p[0];
+  if (b <= 0x7f || b >= 0xe0) { /* positive or negative fixint */
+    *neg = b >= 0xe0;
+    *u = *neg ? (uint64_t)(int64_t)(int8_t)b : b;
+    return msg->len == 1;
+  }
+  if (b < 0xcc || b > 0xd3)
+    return false;
+  unsigned n = 1u << ((b - 0xcc) & 3); /* 1, 2, 4, 8 bytes */
+  if (msg->len != 1 + n)
+    return false;
+  uint64_t x = 0;
+  for (unsigned i = 1; i <= n; i++)
+    x = x << 8 | p[i];
+  *neg = false;
+  if (b >= 0xd0 && n < 8 && (x >> (8 * n - 1)) != 0) { /* sign-extend */
+    x |= ~(uint64_t)0 << (8 * n);
+    *neg = true;
+  } else if (b >= 0xd0 && n == 8) {
+    *neg = (int64_t)x < 0;
+  }
+  *u = x;
+  return true;
+}
+
 TR_API tr_status tr_msg_get_int(const tr_msg *msg, int64_t *out) {
+  uint64_t u;
+  bool neg;
+  if (out != NULL && int_fast(msg, &u, &neg)) {
+    if (!neg && u > INT64_MAX)
+      return TR_ERANGE;
+    *out = (int64_t)u;
+    return TR_OK;
+  }
   tr_val v;
   tr_status st = get_typed(msg, out, TR_VAL_NIL, &v);
   return st != TR_OK ? st : tr_val_get_int(&v, out);
 }
 
 TR_API tr_status tr_msg_get_uint(const tr_msg *msg, uint64_t *out) {
+  uint64_t u;
+  bool neg;
+  if (out != NULL && int_fast(msg, &u, &neg)) {
+    if (neg)
+      return TR_ERANGE;
+    *out = u;
+    return TR_OK;
+  }
   tr_val v;
   tr_status st = get_typed(msg, out, TR_VAL_NIL, &v);
   return st != TR_OK ? st : tr_val_get_uint(&v, out);

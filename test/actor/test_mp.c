@@ -1270,3 +1270,71 @@ Test(mp_encode, invalid_arguments) {
   cr_assert_eq(len, 1);
   cr_assert_eq(buf[0], 0x90);
 }
+
+/* ------------------------------------------------------------ integer fast path */
+
+/* Boundary values of every integer form, both signs. */
+static const int64_t int_forms[] = {0,
+                                    1,
+                                    31,
+                                    32,
+                                    -1,
+                                    -31,
+                                    -32,
+                                    -33,
+                                    127,
+                                    128,
+                                    255,
+                                    256,
+                                    -127,
+                                    -128,
+                                    -129,
+                                    32767,
+                                    32768,
+                                    65535,
+                                    65536,
+                                    -32767,
+                                    -32768,
+                                    -32769,
+                                    2147483647,
+                                    2147483648,
+                                    4294967295,
+                                    4294967296,
+                                    -2147483647,
+                                    -2147483648LL,
+                                    -2147483649LL,
+                                    INT64_MAX,
+                                    INT64_MIN,
+                                    INT64_MIN + 1};
+
+/* tri_mp_write_vals writes one integer byte for byte as msgpack-c does. */
+Test(mp_encode, integers_match_msgpack_c) {
+  for (size_t k = 0; k < sizeof int_forms / sizeof int_forms[0]; k++) {
+    for (int as_uint = 0; as_uint < 2; as_uint++) {
+      if (as_uint && int_forms[k] < 0)
+        continue;
+      msgpack_sbuffer sb;
+      msgpack_packer pk;
+      msgpack_sbuffer_init(&sb);
+      msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+      tr_val v = as_uint ? tr_uint((uint64_t)int_forms[k]) : tr_int(int_forms[k]);
+      if (as_uint)
+        msgpack_pack_uint64(&pk, (uint64_t)int_forms[k]);
+      else
+        msgpack_pack_int64(&pk, int_forms[k]);
+      uint8_t buf[16];
+      size_t n = tri_mp_write_vals(buf, sizeof buf, &v, 1, false);
+      cr_expect_eq(n, sb.size, "%lld: %zu bytes, msgpack-c %zu", (long long)int_forms[k], n,
+                   sb.size);
+      cr_expect_eq(n, tri_mp_val_size(&v));
+      cr_expect(n == sb.size && memcmp(buf, sb.data, n) == 0, "%lld: bytes differ",
+                (long long)int_forms[k]);
+      cr_expect_eq(tri_mp_write_vals(buf, n - 1, &v, 1, false), 0, "no room: 0");
+      msgpack_sbuffer_destroy(&sb);
+    }
+  }
+  tr_val big = tr_uint(UINT64_MAX);
+  uint8_t buf[16];
+  cr_expect_eq(tri_mp_write_vals(buf, sizeof buf, &big, 1, false), 9);
+  cr_expect_eq(buf[0], 0xcf);
+}

@@ -1013,3 +1013,68 @@ Test(send, bad_arguments) {
     cr_assert_eq(s.dead_letters[d], 0);
   tr_system_free(sys);
 }
+
+/* ------------------------------------------------------------ integer getters */
+
+/* tr_msg_get_int/uint take a fast path for a payload that is one integer:
+ * it must agree with the general decoder on every form, including signed
+ * forms holding non-negative values and unsigned forms beyond INT64_MAX. */
+static _Atomic unsigned ints_bad;
+
+static tr_status int_check(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)ctx;
+  (void)state;
+  size_t len;
+  const void *p = tr_msg_payload(msg, &len);
+  tr_val v;
+  tr_status gst = tr_mp_get_val(p, len, &v);
+  int64_t i, gi;
+  uint64_t u, gu;
+  tr_status si = tr_msg_get_int(msg, &i), su = tr_msg_get_uint(msg, &u);
+  tr_status gsi = gst != TR_OK ? gst : tr_val_get_int(&v, &gi);
+  tr_status gsu = gst != TR_OK ? gst : tr_val_get_uint(&v, &gu);
+  if (si != gsi || su != gsu || (si == TR_OK && i != gi) || (su == TR_OK && u != gu))
+    atomic_fetch_add(&ints_bad, 1);
+  return TR_OK;
+}
+
+Test(send, integer_getters_agree_with_the_decoder) {
+  tr_system *sys = new_system(1, 0);
+  tr_ctx *ctx = tr_system_ctx(sys);
+  tr_actor_spec spec = {.name = "ints", .behaviour = int_check};
+  tr_ref r;
+  OK(tr_spawn(ctx, &spec, NULL, &r));
+  /* Every integer form with assorted bodies (big-endian), and near misses
+   * (a trailing byte, a float, a nil). */
+  static const uint8_t forms[] = {0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3};
+  static const uint8_t bodies[][8] = {{0, 0, 0, 0, 0, 0, 0, 0},
+                                      {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+                                      {0x80, 0, 0, 0, 0, 0, 0, 0},
+                                      {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+                                      {0x01, 0x02, 0x03, 0x04, 5, 6, 7, 8},
+                                      {0x80, 0, 0, 0, 0, 0, 0, 1}};
+  unsigned sent = 0;
+  for (size_t f = 0; f < sizeof forms; f++) {
+    unsigned n = 1u << ((forms[f] - 0xcc) & 3);
+    for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++) {
+      uint8_t buf[9];
+      buf[0] = forms[f];
+      memcpy(buf + 1, bodies[b], n);
+      OK(tr_send_msgpack(ctx, r, 1, buf, 1 + n));
+      sent++;
+    }
+  }
+  for (unsigned b = 0; b < 256; b++) { /* every one-byte value */
+    uint8_t one = (uint8_t)b;
+    if (tr_send_msgpack(ctx, r, 1, &one, 1) == TR_OK)
+      sent++;
+  }
+  OK(tr_send_msgpack(ctx, r, 1, "\x92\x05\xc0", 3));             /* an array */
+  OK(tr_send_msgpack(ctx, r, 1, "\xca\x00\x00\x00\x00\x00", 5)); /* a float */
+  OK(tr_system_start(sys));
+  WAIT(sys);
+  cr_expect_eq(atomic_load(&ints_bad), 0, "%u payloads decoded differently",
+               atomic_load(&ints_bad));
+  cr_expect_eq(stats(sys).handled, sent + 2);
+  tr_system_free(sys);
+}
