@@ -228,7 +228,7 @@ static tr_status check_spec(const tr_sup_spec *spec, unsigned depth) {
       !(spec->backoff_jitter >= 0.0 && spec->backoff_jitter <= 1.0) ||
       (spec->backoff_max_ms != 0 && spec->backoff_max_ms < spec->backoff_min_ms) ||
       spec->period_ms > TR_TIMER_MAX_MS || spec->backoff_min_ms > TR_TIMER_MAX_MS ||
-      spec->backoff_max_ms > TR_TIMER_MAX_MS || spec->intensity > 100000)
+      spec->backoff_max_ms > TR_TIMER_MAX_MS || spec->intensity > TR_SUP_MAX_INTENSITY)
     return TR_EINVAL;
   for (size_t i = 0; i < spec->nchildren; i++) {
     const tr_child_spec *cs = &spec->children[i];
@@ -372,9 +372,18 @@ static uint64_t live_children(const sup *s) {
 static bool allow_restart(sup *s, uint64_t now, unsigned *recent) {
   unsigned max = intensity_of(s->spec);
   uint64_t window = period_of(s->spec) * 1000000u;
+  if (max == 0)
+    return false;
+  /* The ring holds the last `max` events, oldest at next_event once full:
+   * count back from the newest while they are inside the window, so the
+   * cost is the number of recent restarts, not the intensity. */
   unsigned n = 0;
-  for (size_t i = 0; i < s->nevents; i++)
-    n += now - s->events[i] < window;
+  for (size_t i = 0; i < s->nevents; i++) {
+    size_t at = (s->next_event + max - 1 - i) % max;
+    if (now - s->events[at] >= window)
+      break;
+    n++;
+  }
   if (n >= max)
     return false;
   s->events[s->next_event] = now;

@@ -12,3 +12,8 @@ echo "== counter: producer actors and threads increment one counter actor"
 echo
 echo "== pipeline: a bounded buffer, then a 4-stage pipeline with back-pressure (10x slower sink)"
 "$build/samples/pipeline" -n 500k -s 10
+echo
+echo "== bank: event-sourced accounts under a supervisor, with injected failures"
+bankdir="$(mktemp -d)"
+"$build/samples/bank" --dir "$bankdir" --fresh
+rm -rf "$bankdir"

@@ -89,7 +89,8 @@ struct tr_sup_spec {
   tr_sup_strategy strategy;
   /* At most `intensity` restarts in `period_ms`. Both 0: 1 in 5000 ms.
    * intensity 0 with a period: never restart (give up at the first exit
-   * that needs a restart). */
+   * that needs a restart). At most TR_SUP_MAX_INTENSITY (the supervisor
+   * keeps one timestamp per allowed restart). */
   unsigned intensity;
   uint64_t period_ms;
   /* Backoff between restarts; backoff_min_ms 0: restart at once.
@@ -101,7 +102,8 @@ struct tr_sup_spec {
   size_t nchildren;
 };
 
-#define TR_SUP_MAX_CHILDREN 4096u
+#define TR_SUP_MAX_CHILDREN  4096u
+#define TR_SUP_MAX_INTENSITY 100000u
 
 /*
  * tr_sup_start - start a supervisor and its children (in order, each child's
@@ -112,7 +114,8 @@ struct tr_sup_spec {
  * call returns TR_EINIT. The spec (and everything it points to) must
  * outlive the supervisor.
  * Errors: TR_EINVAL (NULL ctx/spec/out, no children, more than
- * TR_SUP_MAX_CHILDREN, a child spec without behaviour, DYNAMIC without
+ * TR_SUP_MAX_CHILDREN, intensity over TR_SUP_MAX_INTENSITY, period or
+ * backoff over TR_TIMER_MAX_MS, a child spec without behaviour, DYNAMIC without
  * exactly one child, restart type or strategy out of range, jitter outside
  * [0, 1], backoff_max_ms < backoff_min_ms when set), TR_EINIT, and tr_spawn's
  * errors. Thread-safety: any thread (inside a behaviour, pass its ctx).
