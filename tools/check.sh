@@ -26,7 +26,8 @@ run_suite() { # name, extra cmake args...
 echo "== lint"
 (cd "$root" && git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror)
 cppcheck --quiet --enable=warning,portability --std=c11 --error-exitcode=1 --inline-suppr \
-  -D__GNUC__ -I "$root/actor/include" "$root/actor" "$root/mailbox" "$root/sched" "$root/samples"
+  -D__GNUC__ -I "$root/actor/include" "$root/actor" "$root/mailbox" "$root/sched" "$root/samples" \
+  "$root/supervisors"
 echo "lint: 2 passed, 0 failed"
 
 run_suite normal -DCMAKE_BUILD_TYPE=RelWithDebInfo
