@@ -30,6 +30,7 @@
 
 #include "../sched/alloc.h"
 #include "internal.h"
+#include "internal_trace.h"
 #include "mp.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -40,6 +41,7 @@ static tri_local *local_of(tri_worker *w) { return w != NULL ? tri_worker_local(
 
 void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why) {
   atomic_fetch_add_explicit(&sys->dead[why], 1, memory_order_relaxed);
+  tri_trace_dead_letter(sys, m, why, 0 /* the receiver, once this function is told it */);
   tri_msg_free(l, m);
 }
 
@@ -115,6 +117,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
    *    drains what is already queued instead of falling ever further behind.
    */
   uint64_t depth = tri_mailbox_begin_sc(&a->mb);
+  uint64_t t0 = tri_run_begin(sys); /* time in behaviour, per run */
   uint64_t batch = sys->cfg.batch;
   if (depth > batch)
     batch = depth < 16 * batch ? depth : 16 * batch;
@@ -177,6 +180,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   tri_local *l = tri_worker_local(w);
   tri_ctr_add(&l->handled, ok);
   tri_sched_count_done(sys->sched, w, done);
+  tri_run_end(sys, w, a, t0, depth, ok); /* before a hold: it may run elsewhere at once */
   /* Back-pressure: it sent to a full hold-sender mailbox. Last, since once
    * held it may be released and run elsewhere at once. */
   if (ctx.hold_on != NULL && result != TRI_RUN_DEAD && tri_bound_hold(sys, w, a, ctx.hold_on))
@@ -251,6 +255,7 @@ TR_API tr_status tr_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *ar
     return st;
   }
   atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
+  tri_trace_spawn(sys, ctx->w, a); /* after the add: see "Names" in trace.c */
   *out = tri_actor_ref(a);
   return TR_OK;
 }
@@ -545,6 +550,7 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {
   if (ctx == NULL || out == NULL)
     return TR_EINVAL;
+  double npt = tri_ns_per_tick(); /* outside the read section: it reads the clock */
   caller c;
   tr_status st = enter(ctx, &c);
   if (st != TR_OK)
@@ -554,25 +560,8 @@ TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out
     leave(&c);
     return TR_ESTALE;
   }
-  tri_mailbox_counters mc;
-  tri_mailbox_counters_any(&a->mb, &mc);
-  *out = (tr_actor_stats){0};
-  out->received = mc.received;
-  out->handled = mc.popped;
-  out->spilled = mc.spilled;
-  out->depth = mc.depth;
-  out->peak_depth = mc.peak;
-  tri_bound *b = tri_bound_of(a);
-  if (b != NULL) {
-    out->capacity = b->capacity;
-    out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
-    out->dropped = atomic_load_explicit(&b->dropped, memory_order_relaxed);
-    /* Dropped-oldest messages were taken off the mailbox, not handled. */
-    out->handled -= atomic_load_explicit(&b->dropped_oldest, memory_order_relaxed);
-    out->overflow = atomic_load_explicit(&b->overflow, memory_order_relaxed);
-    out->holds = atomic_load_explicit(&b->holds, memory_order_relaxed);
-  }
-  leave(&c); /* after the last read of a */
+  tri_actor_stats_fill(a, out, npt); /* stats.c */
+  leave(&c);                         /* after the last read of a */
   return TR_OK;
 }
 
