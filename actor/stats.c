@@ -291,7 +291,7 @@ static void print_rows(FILE *f, const char *title, const row *list, unsigned n) 
   }
 }
 
-static void report(printer *p) {
+static void report(printer *p, bool last) {
   tr_system *sys = p->sys;
   uint64_t now = tri_mono_ns();
   p->dt = (double)(now - p->last_ns) / 1e9;
@@ -321,9 +321,9 @@ static void report(printer *p) {
     dead0 += p->last.dead_letters[r];
   }
   fprintf(f,
-          "troupe stats +%.3f s: %" PRIu64 " actors, %u workers; sent %s/s, handled %s/s; "
+          "troupe stats +%.3f s%s: %" PRIu64 " actors, %u workers; sent %s/s, handled %s/s; "
           "dead letters %" PRIu64 " (+%" PRIu64 ")%s\n",
-          (double)(now - p->t0_ns) / 1e9, ss.actors_live, ss.threads,
+          (double)(now - p->t0_ns) / 1e9, last ? " (at stop)" : "", ss.actors_live, ss.threads,
           si(b1, sizeof b1, (double)(ss.sent - p->last.sent) / p->dt),
           si(b2, sizeof b2, (double)(ss.handled - p->last.handled) / p->dt), dead, dead - dead0,
           st != TR_OK || p->nomem ? " (actors: out of memory, lists incomplete)" : "");
@@ -372,10 +372,13 @@ static void *printer_main(void *arg) {
     if (p->stop)
       break;
     pthread_mutex_unlock(&p->lock);
-    report(p);
+    report(p, false);
     pthread_mutex_lock(&p->lock);
   }
   pthread_mutex_unlock(&p->lock);
+  /* The system is stopping: one last table, so that a run shorter than
+   * the interval shows something too. */
+  report(p, true);
   return NULL;
 }
 

@@ -612,10 +612,18 @@ TR_API tr_status tr_trace_start(tr_system *sys, const char *path) {
   return st;
 }
 
+/* The system's tracing control if it was ever made, else NULL. */
+static struct tri_tracing *tracing_if_made(tr_system *sys) {
+  pthread_mutex_lock(&make_lock);
+  struct tri_tracing *g = sys->tracing;
+  pthread_mutex_unlock(&make_lock);
+  return g;
+}
+
 TR_API tr_status tr_trace_stop(tr_system *sys) {
   if (sys == NULL)
     return TR_EINVAL;
-  struct tri_tracing *g = tracing_of(sys);
+  struct tri_tracing *g = tracing_if_made(sys);
   if (g == NULL)
     return TR_ESTATE; /* never made, so never started */
   pthread_mutex_lock(&g->lock);
@@ -683,9 +691,7 @@ void tri_tracing_start(tr_system *sys) {
 }
 
 void tri_tracing_stop(tr_system *sys) {
-  pthread_mutex_lock(&make_lock);
-  struct tri_tracing *g = sys->tracing;
-  pthread_mutex_unlock(&make_lock);
+  struct tri_tracing *g = tracing_if_made(sys);
   if (g == NULL)
     return;
   pthread_mutex_lock(&g->lock);

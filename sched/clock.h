@@ -11,8 +11,9 @@
  *
  * Ticks are converted to nanoseconds off the hot path (stats readers, the
  * trace writer) with a rate measured against CLOCK_MONOTONIC from the
- * process's first tri_clock_init onwards: the longer the baseline, the
- * better the rate; conversions wait until it is at least 1 ms long.
+ * process's first tri_clock_init onwards (clock.c): conversions wait until
+ * that baseline is at least 1 ms long, and the rate is fixed once it is
+ * 50 ms long.
  */
 #ifndef TROUPE_CLOCK_H
 #define TROUPE_CLOCK_H
