@@ -576,3 +576,91 @@ Test(trace, tool_survives_truncated_and_corrupt_files) {
   unlink(bad);
   unlink(json);
 }
+
+/* ------------------------------------------------------------ bad input */
+
+/* docs/bad-input.md, section "Tracing": one test per row. */
+
+static tr_system *bad_sys(void) {
+  tr_system *sys;
+  tr_system_config cfg = {.threads = 1};
+  OK(tr_system_new(&cfg, &sys));
+  return sys;
+}
+
+Test(bad_input, snapshot_take_null_sys) {
+  tr_snapshot *snap = (tr_snapshot *)&snap; /* must stay as it was */
+  tr_snapshot *before = snap;
+  EXPECT_ST(tr_snapshot_take(NULL, &snap), TR_EINVAL);
+  cr_assert_eq(snap, before);
+}
+
+Test(bad_input, snapshot_take_null_out) {
+  tr_system *sys = bad_sys();
+  EXPECT_ST(tr_snapshot_take(sys, NULL), TR_EINVAL);
+  tr_system_free(sys);
+}
+
+Test(bad_input, snapshot_free_null) { tr_snapshot_free(NULL); }
+
+Test(bad_input, trace_start_null_sys) {
+  char path[256];
+  temp_path(path, sizeof path, "bad1.trace");
+  EXPECT_ST(tr_trace_start(NULL, path), TR_EINVAL);
+  cr_assert_not(exists(path));
+}
+
+Test(bad_input, trace_start_bad_path) {
+  tr_system *sys = bad_sys();
+  EXPECT_ST(tr_trace_start(sys, NULL), TR_EINVAL);
+  EXPECT_ST(tr_trace_start(sys, ""), TR_EINVAL);
+  EXPECT_ST(tr_trace_stop(sys), TR_ESTATE); /* nothing started */
+  tr_system_free(sys);
+}
+
+Test(bad_input, trace_start_unwritable) {
+  tr_system *sys = bad_sys();
+  errno = 0;
+  EXPECT_ST(tr_trace_start(sys, "/nonexistent-troupe-dir/x.trace"), TR_ESYS);
+  cr_assert_eq(errno, ENOENT);
+  EXPECT_ST(tr_trace_stop(sys), TR_ESTATE);
+  tr_system_free(sys);
+}
+
+Test(bad_input, trace_start_twice) {
+  char path[256], path2[256];
+  temp_path(path, sizeof path, "twice1.trace");
+  temp_path(path2, sizeof path2, "twice2.trace");
+  tr_system *sys = bad_sys();
+  OK(tr_trace_start(sys, path));
+  EXPECT_ST(tr_trace_start(sys, path2), TR_ESTATE);
+  cr_assert_not(exists(path2));
+  OK(tr_trace_stop(sys)); /* the first one was still running */
+  tr_system_free(sys);
+  unlink(path);
+}
+
+Test(bad_input, trace_start_stopped) {
+  char path[256];
+  temp_path(path, sizeof path, "stopped.trace");
+  tr_system *sys = bad_sys();
+  OK(tr_system_start(sys));
+  OK(tr_system_stop(sys));
+  EXPECT_ST(tr_trace_start(sys, path), TR_ESTATE);
+  cr_assert_not(exists(path));
+  tr_system_free(sys);
+}
+
+Test(bad_input, trace_stop_null_sys) { EXPECT_ST(tr_trace_stop(NULL), TR_EINVAL); }
+
+Test(bad_input, trace_stop_not_running) {
+  char path[256];
+  temp_path(path, sizeof path, "notrunning.trace");
+  tr_system *sys = bad_sys();
+  EXPECT_ST(tr_trace_stop(sys), TR_ESTATE);
+  OK(tr_trace_start(sys, path));
+  OK(tr_trace_stop(sys));
+  EXPECT_ST(tr_trace_stop(sys), TR_ESTATE);
+  tr_system_free(sys);
+  unlink(path);
+}

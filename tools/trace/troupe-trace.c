@@ -736,12 +736,14 @@ static void panel(FILE *o, double x0, double y0, double w, double h, const char 
           "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" transform=\"rotate(-90 %.1f %.1f)\" "
           "text-anchor=\"middle\">%s</text>\n",
           x0 - 48, y0 + h / 2, x0 - 48, y0 + h / 2, unit);
-  for (int t = 0; t <= 10; t++) {
-    double x = x0 + w * t / 10;
+  double tstep;
+  nice_max(secs, &tstep);
+  for (double t = 0; secs > 0 && t <= secs * 1.0001; t += tstep) {
+    double x = x0 + w * t / secs;
     fprintf(o,
             "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\"/>"
-            "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%.3g</text>\n",
-            x, y0 + h, x, y0 + h + 4, x, y0 + h + 15, secs * t / 10);
+            "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%g</text>\n",
+            x, y0 + h, x, y0 + h + 4, x, y0 + h + 15, t);
   }
   for (unsigned i = 0; i < k; i++) {
     fprintf(o, "<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"%s\" points=\"",
