@@ -12,13 +12,12 @@
  * single-consumer ring of fixed-size 32-byte records (the format is in
  * internal_trace.h and docs/trace-format.md). The worker is the only
  * producer; a writer thread, started with the trace, is the only consumer:
- * every DRAIN_MS it copies what the rings hold, turns clock ticks into
- * nanoseconds since the trace began, and writes it to the file through
- * stdio. A worker that finds its ring full drops the event and counts it;
- * the writer records each buffer's losses in the file (DROPPED records) and
- * the total in the END record. Threads that are not workers (outside
- * senders and the timer thread: dead letters, spawns) share one buffer
- * under a mutex: they are rare, and not on a worker's path.
+ * every DRAIN_MS (at once again while the rings fill fast) it copies what
+ * the rings hold, turns clock ticks into nanoseconds since the trace began,
+ * and writes it to the file through stdio. A worker that finds its ring full drops the event and
+ * counts it; the writer records each buffer's losses in the file (DROPPED records) and the total in
+ * the END record. Threads that are not workers (outside senders and the timer thread: dead letters,
+ * spawns) share one buffer under a mutex: they are rare, and not on a worker's path.
  *
  * The ring (per worker). Producer: its worker. Consumer: the writer thread.
  * Wait-free on both sides; a full ring loses the event, it never blocks.
@@ -50,6 +49,7 @@
  * its spawn, or by both (readers keep the first).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +277,11 @@ static void out_rec(tri_trace *t, const tri_trace_rec *r) {
   if (t->out_n == OUT_RECS)
     flush_out(t);
   uint8_t *p = t->out + (size_t)t->out_n++ * sizeof *r;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  /* The struct is the file's layout (see the asserts below): copy it. */
+  memcpy(p, r, sizeof *r);
+  return;
+#endif
   put64(p, r->ts);
   put64(p + 8, r->actor);
   put64(p + 16, r->arg);
@@ -286,6 +291,11 @@ static void out_rec(tri_trace *t, const tri_trace_rec *r) {
   p[30] = (uint8_t)r->worker;
   p[31] = (uint8_t)(r->worker >> 8);
 }
+
+_Static_assert(offsetof(tri_trace_rec, actor) == 8 && offsetof(tri_trace_rec, arg) == 16 &&
+                   offsetof(tri_trace_rec, arg2) == 24 && offsetof(tri_trace_rec, kind) == 28 &&
+                   offsetof(tri_trace_rec, flags) == 29 && offsetof(tri_trace_rec, worker) == 30,
+               "tri_trace_rec is laid out as a file record");
 
 /* Append raw bytes (a name, counters) as they are. */
 static void out_raw(tri_trace *t, const void *bytes) {
@@ -328,14 +338,17 @@ static void put_dropped(tri_trace *t, uint64_t *seen, uint64_t now, uint16_t wor
   out_rec(t, &o);
 }
 
-static void drain(tri_trace *t) {
+/* Copy out every buffer; returns the most records one ring held. */
+static uint64_t drain(tri_trace *t) {
   t->npt = tri_ns_per_tick();
-  uint64_t ts = ns_since_start(t, tri_ticks());
+  uint64_t ts = ns_since_start(t, tri_ticks()), most = 0;
   for (unsigned i = 0; i < t->nbufs; i++) {
     tbuf *b = &t->bufs[i];
     /* Acquire: pairs with the producer's release store of tail. */
     uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
     uint64_t h = atomic_load_explicit(&b->head, memory_order_relaxed); /* ours */
+    if (tail - h > most)
+      most = tail - h;
     for (; h != tail; h++)
       put_rec(t, &b->fol, &b->recs[h & (t->cap - 1)], (uint16_t)i);
     /* Release: our copies above are done before the producer reuses them. */
@@ -355,6 +368,7 @@ static void drain(tri_trace *t) {
     put_rec(t, &t->ext_fol, &ext[i], TRI_TRACE_OUTSIDE);
   put_dropped(t, &t->ext_dropped_seen, dropped, TRI_TRACE_OUTSIDE, ts);
   flush_out(t);
+  return most;
 }
 
 /* The registry walk's visitor: name and counters of one live actor. */
@@ -404,7 +418,16 @@ static void *writer_main(void *arg) {
   tri_trace *t = arg;
   walk_actors(t, true);
   pthread_mutex_lock(&t->lock);
+  uint64_t found = 0;
   while (!t->stop) {
+    /* Busy buffers (an eighth full or more since the last drain): drain
+     * again at once, so a fast worker loses fewer events; else sleep. */
+    if (found >= t->cap / 8) {
+      pthread_mutex_unlock(&t->lock);
+      found = drain(t);
+      pthread_mutex_lock(&t->lock);
+      continue;
+    }
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_nsec += DRAIN_MS * 1000000L;
@@ -416,7 +439,7 @@ static void *writer_main(void *arg) {
     if (t->stop)
       break;
     pthread_mutex_unlock(&t->lock);
-    drain(t);
+    found = drain(t);
     pthread_mutex_lock(&t->lock);
   }
   pthread_mutex_unlock(&t->lock);

@@ -33,6 +33,7 @@ build "$off" -DTROUPE_COUNTERS=OFF
 trace="$(mktemp -d)/overhead.trace"
 results="$root/build-overhead/results.txt"
 : >"$results"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) before the runs"
 
 rate() { sed -n 's/.*"rate":\([0-9.]*\).*"ok":true.*/\1/p'; }
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
@@ -52,6 +53,13 @@ for w in $workloads; do
   awk -v w="$w" -v a="$m_off" -v b="$m_on" -v c="$m_tr" -v n="$runs" -v t="$threads" 'BEGIN {
     printf "%s (median of %d runs, %d threads): counters out %.0f/s | counters in %.0f/s (%+.1f%%) | trace on %.0f/s (%+.1f%% vs out, %+.1f%% vs in)\n",
       w, n, t, a, b, (b / a - 1) * 100, c, (c / a - 1) * 100, (c / b - 1) * 100 }'
+  # Runs next to each other share the machine's load: the median of the
+  # per-round ratios is steadier than the ratio of the medians.
+  r_on=$(awk -v w="$w" '$1 == w {v[$2] = $3} $1 == w && $2 == "trace" {print v["on"] / v["off"]}' "$results" | median)
+  r_tr=$(awk -v w="$w" '$1 == w {v[$2] = $3} $1 == w && $2 == "trace" {print v["trace"] / v["off"]}' "$results" | median)
+  awk -v w="$w" -v a="$r_on" -v b="$r_tr" 'BEGIN {
+    printf "%s, median of per-round ratios to counters out: counters in %+.1f%%, trace on %+.1f%%\n",
+      w, (a - 1) * 100, (b - 1) * 100 }'
 done
 echo "every run: $results"
 rm -f "$trace"
