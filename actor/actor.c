@@ -30,6 +30,7 @@
 
 #include "../sched/alloc.h"
 #include "internal.h"
+#include "internal_trace.h"
 #include "mp.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -41,6 +42,7 @@ static tri_local *local_of(tri_worker *w) { return w != NULL ? tri_worker_local(
 void tri_dead_letter(tr_system *sys, tri_local *l, tri_msg *m, tr_dead_reason why, uint64_t to,
                      const void *detail, size_t detail_len) {
   atomic_fetch_add_explicit(&sys->dead[why], 1, memory_order_relaxed);
+  tri_trace_dead_letter(sys, m, why, to);
   /* Not at shutdown (nothing runs), and never a dead letter's dead letter. */
   if (l != NULL && why != TR_DEAD_SHUTDOWN && m->tag != TR_TAG_DEAD_LETTER &&
       atomic_load_explicit(&sys->dead_handler, memory_order_relaxed) != 0)
@@ -196,6 +198,7 @@ static bool restart(tr_system *sys, tri_worker *w, tri_actor *a, uint64_t *done)
     }
   }
   atomic_fetch_and_explicit(&a->task.state, ~TRI_ACTOR_SUSP, memory_order_relaxed);
+  tri_trace_restart(sys, w, a);
   return false;
 }
 
@@ -298,6 +301,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
    *    drains what is already queued instead of falling ever further behind.
    */
   uint64_t depth = tri_mailbox_begin_sc(&a->mb);
+  uint64_t t0 = tri_run_begin(sys); /* time in behaviour, per run */
   uint64_t batch = sys->cfg.batch;
   if (depth > batch)
     batch = depth < 16 * batch ? depth : 16 * batch;
@@ -371,6 +375,7 @@ tri_run_result tri_actor_run(tri_worker *w, tri_task *t, void *arg) {
   tri_local *l = tri_worker_local(w);
   tri_ctr_add(&l->handled, ok);
   tri_sched_count_done(sys->sched, w, done);
+  tri_run_end(sys, w, a, t0, depth, ok); /* before a hold: it may run elsewhere at once */
   /* Back-pressure: it sent to a full hold-sender mailbox. Last, since once
    * held it may be released and run elsewhere at once. */
   if (ctx.hold_on != NULL && result != TRI_RUN_DEAD && tri_bound_hold(sys, w, a, ctx.hold_on))
@@ -469,6 +474,7 @@ tr_status tri_spawn(tr_ctx *ctx, const tr_actor_spec *spec, const void *arg,
     return st;
   }
   atomic_fetch_add_explicit(&sys->spawned, 1, memory_order_relaxed);
+  tri_trace_spawn(sys, ctx->w, a); /* after the add: see "Names" in trace.c */
   *out = tri_actor_ref(a);
   return TR_OK;
 }
@@ -827,6 +833,7 @@ tr_status tri_sys_send(tr_system *sys, tri_local *l, uint64_t from, tr_ref to, u
 TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out) {
   if (ctx == NULL || out == NULL)
     return TR_EINVAL;
+  double npt = tri_ns_per_tick(); /* outside the read section: it reads the clock */
   caller c;
   tr_status st = enter(ctx, &c);
   if (st != TR_OK)
@@ -836,25 +843,8 @@ TR_API tr_status tr_actor_stats_get(tr_ctx *ctx, tr_ref ref, tr_actor_stats *out
     leave(&c);
     return TR_ESTALE;
   }
-  tri_mailbox_counters mc;
-  tri_mailbox_counters_any(&a->mb, &mc);
-  *out = (tr_actor_stats){0};
-  out->received = mc.received;
-  out->handled = mc.popped;
-  out->spilled = mc.spilled;
-  out->depth = mc.depth;
-  out->peak_depth = mc.peak;
-  tri_bound *b = tri_bound_of(a);
-  if (b != NULL) {
-    out->capacity = b->capacity;
-    out->refused = atomic_load_explicit(&b->refused, memory_order_relaxed);
-    out->dropped = atomic_load_explicit(&b->dropped, memory_order_relaxed);
-    /* Dropped-oldest messages were taken off the mailbox, not handled. */
-    out->handled -= atomic_load_explicit(&b->dropped_oldest, memory_order_relaxed);
-    out->overflow = atomic_load_explicit(&b->overflow, memory_order_relaxed);
-    out->holds = atomic_load_explicit(&b->holds, memory_order_relaxed);
-  }
-  leave(&c); /* after the last read of a */
+  tri_actor_stats_fill(a, out, npt); /* stats.c */
+  leave(&c);                         /* after the last read of a */
   return TR_OK;
 }
 

@@ -101,6 +101,8 @@ typedef struct tri_actor {
     } live;
     tri_deferred dead; /* after the actor stopped: its reclamation */
   } u;
+  /* --- the running worker only, atomic so stats readers may load it --- */
+  _Atomic uint64_t busy; /* clock ticks spent in its runs (internal_trace.h) */
 } tri_actor;
 
 /* ------------------------------------------------------------ contexts */
@@ -217,6 +219,10 @@ struct tr_system {
   _Atomic bool freeing;
   /* The hold graph's edges change under this lock (bound.c). */
   pthread_mutex_t hold_lock;
+  /* The event trace, NULL when off (trace.c), and the TROUPE_STATS
+   * printer (stats.c). */
+  _Atomic(struct tri_trace *) trace;
+  struct tri_tracing *tracing;
   /* Outside threads waiting for room in a HOLD_SENDER mailbox. */
   pthread_mutex_t room_lock;
   pthread_cond_t room_cond;
@@ -242,6 +248,11 @@ void tri_registry_remove(tri_registry *r, tri_actor *a);
 tri_actor *tri_registry_get(tri_registry *r, tr_ref ref);
 /* Call fn on every live actor (owner only, workers stopped). */
 void tri_registry_each(tri_registry *r, void (*fn)(tri_actor *a, void *arg), void *arg);
+/* Slots ever handed out (under the lock): every live actor's index is below. */
+uint32_t tri_registry_used(tri_registry *r);
+/* The actor published in slot idx < tri_registry_used, or NULL. Any thread;
+ * keeping it alive is the caller's business (a read section). */
+tri_actor *tri_registry_at(tri_registry *r, uint32_t idx);
 
 static inline tr_ref tri_actor_ref(const tri_actor *a) {
   return (tr_ref){((uint64_t)a->gen << 32) | a->idx};

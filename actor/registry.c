@@ -113,3 +113,16 @@ void tri_registry_each(tri_registry *r, void (*fn)(tri_actor *a, void *arg), voi
       fn(a, arg);
   }
 }
+
+uint32_t tri_registry_used(tri_registry *r) {
+  pthread_mutex_lock(&r->lock);
+  uint32_t n = r->used;
+  pthread_mutex_unlock(&r->lock);
+  return n;
+}
+
+tri_actor *tri_registry_at(tri_registry *r, uint32_t idx) {
+  tri_slot *s = slot_at(r, idx);
+  /* Acquire: pairs with the release store in tri_registry_add. */
+  return s == NULL ? NULL : atomic_load_explicit(&s->actor, memory_order_acquire);
+}

@@ -14,6 +14,7 @@
 
 #include "../sched/alloc.h"
 #include "internal.h"
+#include "internal_trace.h"
 
 TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
   tr_system_config c = {0};
@@ -76,6 +77,7 @@ TR_API tr_status tr_system_new(const tr_system_config *cfg, tr_system **out) {
                        .timer_fire = tri_timer_fire,
                        .timer_free = tri_timer_free,
                        .ext_start = tri_ext_start,
+                       .trace = tri_trace_sched,
                        .arg = sys};
   if (tri_sched_new(c.threads, &ops, sizeof(tri_local), &sys->sched) != 0) {
     tri_watch_free(sys);
@@ -99,8 +101,13 @@ TR_API tr_status tr_system_start(tr_system *sys) {
     return TR_EINVAL;
   if (tri_sched_started(sys->sched))
     return TR_ESTATE;
+  tri_tracing_start(sys); /* TROUPE_TRACE, TROUPE_STATS: before the first run */
   /* On failure the scheduler has joined whatever threads it had started. */
-  return tri_sched_start(sys->sched) == 0 ? TR_OK : TR_ESYS;
+  if (tri_sched_start(sys->sched) != 0) {
+    tri_tracing_stop(sys);
+    return TR_ESYS;
+  }
+  return TR_OK;
 }
 
 TR_API tr_status tr_system_wait_for(tr_system *sys, uint64_t timeout_ms) {
@@ -122,6 +129,7 @@ TR_API tr_status tr_system_stop(tr_system *sys) {
   if (tri_sched_self(sys->sched) != NULL)
     return TR_ESTATE;
   tri_sched_stop(sys->sched);
+  tri_tracing_stop(sys); /* workers joined: the trace has every event */
   return TR_OK;
 }
 
@@ -130,6 +138,7 @@ TR_API void tr_system_free(tr_system *sys) {
     return;
   tri_assert(tri_sched_self(sys->sched) == NULL);
   tri_sched_stop(sys->sched);
+  tri_tracing_free(sys);
   atomic_store_explicit(&sys->freeing, true, memory_order_release);
   tri_sched_run_deferred(sys->sched);
   tri_registry_each(&sys->reg, tri_actor_shutdown, sys);

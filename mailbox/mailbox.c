@@ -61,6 +61,7 @@ void tri_mailbox_init(tri_mailbox *mb, ck_ring_buffer_t *slots, unsigned nslots)
   mb->slots = slots;
   atomic_init(&mb->sentinel.next, NULL);
   mb->sentinel.horizon = 0;
+  atomic_init(&mb->sentinel.aux, 0);
   atomic_init(&mb->spill_tail, &mb->sentinel);
   atomic_init(&mb->spill_pending, 0);
   atomic_init(&mb->peak, 0);
@@ -93,6 +94,7 @@ static void ring_commit(struct ck_ring *ring, unsigned ticket) {
 }
 
 static void peak_raise(tri_mailbox *mb, uint64_t depth) {
+#if TROUPE_COUNTERS
   uint32_t d = depth > UINT32_MAX ? UINT32_MAX : (uint32_t)depth;
   uint32_t cur = atomic_load_explicit(&mb->peak, memory_order_relaxed);
 
@@ -100,6 +102,9 @@ static void peak_raise(tri_mailbox *mb, uint64_t depth) {
   while (d > cur && !atomic_compare_exchange_weak_explicit(&mb->peak, &cur, d, memory_order_relaxed,
                                                            memory_order_relaxed))
     ;
+#else
+  (void)mb, (void)depth;
+#endif
 }
 
 static void spill_push(tri_mailbox *mb, tri_mbnode *node) {
@@ -202,13 +207,20 @@ bool tri_mailbox_ready_sc(tri_mailbox *mb) {
 uint64_t tri_mailbox_begin_sc(tri_mailbox *mb) {
   uint64_t depth = tri_mailbox_depth_any(mb);
   peak_raise(mb, depth);
+#if TROUPE_COUNTERS
+  /* Single writer (the consumer): a plain add that readers load atomically.
+   * Relaxed: a statistic; it orders nothing. */
+  atomic_store_explicit(&mb->sentinel.aux,
+                        atomic_load_explicit(&mb->sentinel.aux, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+#endif
   return depth;
 }
 
 void tri_mailbox_end_sc(tri_mailbox *mb) {
   /* Single writer: plain adds that stats readers may load atomically. */
   uint64_t taken = (uint64_t)mb->ring_taken + mb->spill_taken;
-  if (taken != 0) {
+  if (TROUPE_COUNTERS && taken != 0) {
     atomic_store_explicit(&mb->popped,
                           atomic_load_explicit(&mb->popped, memory_order_relaxed) + taken,
                           memory_order_relaxed);
@@ -242,4 +254,5 @@ void tri_mailbox_counters_any(tri_mailbox *mb, tri_mailbox_counters *out) {
   out->depth = tri_mailbox_depth_any(mb);
   out->peak = atomic_load_explicit(&mb->peak, memory_order_relaxed);
   out->received = out->popped + out->depth;
+  out->runs = atomic_load_explicit(&mb->sentinel.aux, memory_order_relaxed);
 }

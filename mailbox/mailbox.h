@@ -21,6 +21,13 @@ _Static_assert(CK_MD_CACHELINE == 32, "build troupe with -DCK_MD_CACHELINE=32");
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The statistics counters (popped, spilled, peak, runs) can be compiled out
+ * (-DTROUPE_COUNTERS=0, CMake option TROUPE_COUNTERS=OFF) to measure what
+ * they cost; they then read 0. */
+#ifndef TROUPE_COUNTERS
+#define TROUPE_COUNTERS 1
+#endif
+
 /* Embed one of these in every item that goes through a mailbox. */
 typedef struct tri_mbnode {
   /* Spill-list link: written by the pushing producer (release), read by the
@@ -29,6 +36,11 @@ typedef struct tri_mbnode {
   /* Ring p_head seen when the item was spilled: the consumer takes it only
    * after the ring has been consumed up to this ticket (see mailbox.c). */
   uint32_t horizon;
+  /* Unused in items: it fills what would be padding. The mailbox's own
+   * sentinel node keeps the consumer's run count here (tri_mailbox_begin_sc),
+   * so that counter costs an actor no space: its size is budgeted to the
+   * byte. Written by the consumer only; read by any thread. */
+  _Atomic uint32_t aux;
 } tri_mbnode;
 
 typedef struct tri_mailbox {
@@ -89,8 +101,8 @@ bool tri_mailbox_ready_sc(tri_mailbox *mb);
 
 /*
  * Start of a run: record the current depth in the peak (mail piles up while
- * the owner is not running, so a run's start is where the depth peaks).
- * Returns that depth. Consumer only.
+ * the owner is not running, so a run's start is where the depth peaks), and
+ * count the run. Returns that depth. Consumer only.
  */
 uint64_t tri_mailbox_begin_sc(tri_mailbox *mb); /* returns the depth */
 
@@ -110,6 +122,7 @@ typedef struct tri_mailbox_counters {
   uint64_t spilled;
   uint64_t depth;
   uint64_t peak;
+  uint32_t runs; /* consumer runs (begin_sc calls), modulo 2^32 */
 } tri_mailbox_counters;
 
 /* Counters; a racy but per-field atomic snapshot. Any thread. */

@@ -68,6 +68,7 @@
 #include "alloc.h"
 
 #include "../mailbox/tsan.h"
+#include "clock.h"
 #include "timer.h"
 
 #include <ck_pr.h>
@@ -140,7 +141,8 @@ struct tri_sched {
   /* Work disposed of outside workers (timer thread, owner after stop). */
   _Atomic uint64_t late_done;
   tri_timers *timers;
-  uint64_t det_rng; /* deterministic mode's PRNG state (0: off); worker 0 only */
+  uint64_t det_rng;     /* deterministic mode's PRNG state (0: off); worker 0 only */
+  _Atomic bool tracing; /* call ops.trace (tri_sched_trace) */
 
   /* QSBR. */
   _Atomic uint64_t gp;
@@ -246,6 +248,16 @@ void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out) {
   out->steals = atomic_load_explicit(&w->steals, memory_order_relaxed);
   out->parks = atomic_load_explicit(&w->parks, memory_order_relaxed);
   out->wakes = atomic_load_explicit(&w->wakes, memory_order_relaxed);
+}
+
+/* Relaxed: a switch, not a publication; the hook itself loads what it
+ * needs with acquire (the actor layer's trace pointer). */
+void tri_sched_trace(tri_sched *s, bool on) {
+  atomic_store_explicit(&s->tracing, on && s->ops.trace != NULL, memory_order_relaxed);
+}
+
+static bool tracing(tri_sched *s) {
+  return __builtin_expect(atomic_load_explicit(&s->tracing, memory_order_relaxed), 0);
 }
 
 /* ------------------------------------------------------------ waking */
@@ -627,6 +639,8 @@ static tri_task *steal(tri_sched *s, tri_worker *w) {
     if (ck_ring_size(&v->runq) != 0 && ck_ring_trydequeue_spmc(&v->runq, v->runq_slots, &t)) {
       TRI_TSAN_ACQUIRE(t);
       tri_ctr_add(&w->steals, 1);
+      if (tracing(s))
+        s->ops.trace(w, TRI_SCHED_EV_STEAL, t, v->id, 0, s->ops.arg);
       return t;
     }
   }
@@ -725,13 +739,17 @@ static void park(tri_sched *s, tri_worker *w) {
     reclaim_poll(s, w);
 
   pthread_mutex_lock(&s->park_lock);
+  uint64_t t0 = 0; /* trace: when it went to sleep */
+  bool woken = false;
   if (!found) {
     if (quiescent_locked(s))
       pthread_cond_broadcast(&s->quiet_cond);
     tri_ctr_add(&w->parks, 1);
+    if (tracing(s))
+      t0 = tri_ticks();
     while (!w->woken && !tri_sched_stopping(s))
       pthread_cond_wait(&w->cond, &s->park_lock);
-    if (w->woken)
+    if ((woken = w->woken))
       tri_ctr_add(&w->wakes, 1);
   }
   if (w->parked) { /* not popped by a waker: take ourselves off the stack */
@@ -747,6 +765,9 @@ static void park(tri_sched *s, tri_worker *w) {
   w->woken = false;
   pthread_mutex_unlock(&s->park_lock);
   qs_online(s, w);
+  if (t0 != 0 && tracing(s))
+    s->ops.trace(w, woken ? TRI_SCHED_EV_PARK_WOKEN : TRI_SCHED_EV_PARK, NULL, t0, tri_ticks(),
+                 s->ops.arg);
 }
 
 static tri_task *find_work(tri_sched *s, tri_worker *w) {
@@ -846,6 +867,7 @@ static void *worker_main(void *arg) {
 int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size, tri_sched **out) {
   if (nthreads == 0 || ops == NULL || ops->run == NULL || ops->ready == NULL || out == NULL)
     return EINVAL;
+  tri_clock_init(); /* before any worker or hook reads the clock */
   tri_sched *s = tri_calloc(1, sizeof *s);
   if (s == NULL)
     return ENOMEM;

@@ -82,8 +82,15 @@ typedef struct tri_sched_ops {
   int (*timer_fire)(void *data, void *arg);
   void (*timer_free)(void *data, void *arg);
   void (*worker_stop)(tri_worker *w, void *local, void *arg);
+  /* Tracing (may be NULL): called on worker w, only while switched on with
+   * tri_sched_trace. STEAL: w took `task` from worker `a`. PARK, PARK_WOKEN:
+   * w slept from tick `a` to tick `b` (sched/clock.h), and was then woken
+   * for work (PARK_WOKEN) or not (stopping, or nothing). */
+  void (*trace)(tri_worker *w, int event, tri_task *task, uint64_t a, uint64_t b, void *arg);
   void *arg;
 } tri_sched_ops;
+
+enum { TRI_SCHED_EV_STEAL = 1, TRI_SCHED_EV_PARK, TRI_SCHED_EV_PARK_WOKEN };
 
 /* A node for deferred reclamation; embed it in what must outlive readers. */
 struct tri_deferred {
@@ -197,6 +204,9 @@ tri_ext *tri_sched_ext_by_id(tri_sched *s, unsigned id);
 void tri_sched_worker_stats(tri_sched *s, unsigned i, tri_worker_stats *out);
 uint64_t tri_sched_sent_total(tri_sched *s);
 uint64_t tri_sched_done_total(tri_sched *s);
+/* Switch the ops.trace hook on or off. Any thread; workers see the change
+ * within a run or two. */
+void tri_sched_trace(tri_sched *s, bool on);
 
 /* Relaxed counter bump for a counter with a single writer: a plain add that
  * readers on other threads may load atomically (no locked instruction). */

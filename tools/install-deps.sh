@@ -5,6 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libck-dev libmsgpack-dev libcriterion-dev clang-format cppcheck
+      python3
       "$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -11,6 +11,7 @@
 #include "troupe/status.h"
 #include "troupe/sup.h"
 #include "troupe/time.h"
+#include "troupe/trace.h"
 
 #define TROUPE_VERSION_MAJOR 0
 #define TROUPE_VERSION_MINOR 1

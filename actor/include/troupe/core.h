@@ -271,6 +271,10 @@ typedef struct tr_actor_stats {
   uint64_t dropped;  /* dead letters DROPPED_NEWEST + DROPPED_OLDEST */
   uint64_t overflow; /* accepted past the bound (senders that may not be held) */
   uint64_t holds;    /* times a sending actor was held on this mailbox */
+  /* Time, measured per run (a clock read at its begin and end), not per
+   * message; 0 when the counters are compiled out (TROUPE_COUNTERS=OFF): */
+  uint64_t busy_ns; /* time in its runs: behaviour calls and the runtime's work between */
+  uint64_t runs;    /* its runs on a worker, modulo 2^32 */
 } tr_actor_stats;
 
 /*
