@@ -261,6 +261,65 @@ Test(trace, perfetto_json_and_svg_are_well_formed) {
   unlink(svg);
 }
 
+/* Real supervised restarts reach the trace: one RESTART event per restart
+ * in place, under the child's name, and FAILED dead letters. */
+static tr_status phoenix(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)ctx;
+  (void)state;
+  return tr_msg_tag(msg) == PING ? TR_EFAIL : TR_OK;
+}
+
+Test(trace, supervised_restarts_are_traced) {
+  char path[256], json[256];
+  temp_path(path, sizeof path, "sup.trace");
+  temp_path(json, sizeof json, "sup.json");
+  tr_system *sys;
+  tr_system_config cfg = {.threads = 2};
+  OK(tr_system_new(&cfg, &sys));
+  OK(tr_trace_start(sys, path));
+  OK(tr_system_start(sys));
+  static const tr_child_spec kids[1] = {
+      {.id = "phoenix", .actor = {.name = "phoenix", .behaviour = phoenix}}};
+  tr_sup_spec spec = {.name = "sup",
+                      .strategy = TR_SUP_ONE_FOR_ONE,
+                      .intensity = 10,
+                      .period_ms = 10000,
+                      .children = kids,
+                      .nchildren = 1};
+  tr_ref sup, child;
+  OK(tr_sup_start(tr_system_ctx(sys), &spec, &sup, &child));
+  for (int i = 0; i < 3; i++) {
+    OK(tr_send(tr_system_ctx(sys), child, PING));
+    WAIT(sys);
+  }
+  OK(tr_trace_stop(sys));
+  tr_system_free(sys);
+  char cmd[4096], *out;
+  snprintf(cmd, sizeof cmd, "%s perfetto %s %s 2>&1", TROUPE_TRACE_TOOL, path, json);
+  cr_assert_eq(run(cmd, &out), 0, "%s:\n%s", cmd, out);
+  free(out);
+  if (!have("python3")) {
+    unlink(path);
+    unlink(json);
+    cr_skip_test("python3 not found (tools/install-deps.sh installs python3)");
+  }
+  snprintf(cmd, sizeof cmd,
+           "python3 - %s <<'EOF' 2>&1\n"
+           "import json, sys\n"
+           "ev = json.load(open(sys.argv[1]))['traceEvents']\n"
+           "r = [e for e in ev if e.get('name') == 'restart phoenix']\n"
+           "assert len(r) == 3, len(r)\n"
+           "f = [e for e in ev if e.get('name') == 'dead letter FAILED']\n"
+           "assert len(f) == 3, len(f)\n"
+           "print('ok')\n"
+           "EOF",
+           json);
+  cr_assert_eq(run(cmd, &out), 0, "python checks failed:\n%s", out);
+  free(out);
+  unlink(path);
+  unlink(json);
+}
+
 Test(trace, off_creates_no_file_and_stop_says_so) {
   char path[256];
   temp_path(path, sizeof path, "off.trace");
