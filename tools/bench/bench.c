@@ -983,6 +983,67 @@ static void run_bndbuffer(run *r) {
   free(cons);
 }
 
+/* ================================================================ restart */
+
+/* Not one of WORKLOADS.md's (no peer has supervisors in its benchmark):
+ * troupe's cost of a supervised failure and restart in place. K children
+ * under a one-for-one supervisor; the main thread sends F failing messages
+ * round-robin; each failure is a FAILED dead letter, a supervisor decision
+ * and a fresh init (same ref, mail kept). */
+static _Atomic uint64_t restart_inits;
+
+static tr_status rchild_init(void *state, const void *arg) {
+  (void)state;
+  (void)arg;
+  atomic_fetch_add_explicit(&restart_inits, 1, memory_order_relaxed);
+  return TR_OK;
+}
+
+static tr_status rchild_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
+  (void)ctx;
+  (void)state;
+  return tr_msg_tag(msg) == VALUE ? TR_EFAIL : TR_OK;
+}
+
+static void run_restart(run *r) {
+  uint64_t k = get(r, "k"), f = get(r, "f");
+  tr_child_spec *kids = calloc(k, sizeof *kids);
+  tr_ref *refs = calloc(k, sizeof *refs), sup;
+  if (!kids || !refs) {
+    free(kids);
+    free(refs);
+    return;
+  }
+  for (uint64_t i = 0; i < k; i++)
+    kids[i] = (tr_child_spec){
+        .id = "child",
+        .actor = {.name = "child", .behaviour = rchild_behaviour, .init = rchild_init}};
+  tr_sup_spec spec = {.name = "sup",
+                      .strategy = TR_SUP_ONE_FOR_ONE,
+                      .intensity = TR_SUP_MAX_INTENSITY,
+                      .period_ms = 1,
+                      .children = kids,
+                      .nchildren = k};
+  atomic_store(&restart_inits, 0);
+  bool bad = false;
+  clock_start(r);
+  bad = failed(tr_sup_start(r->ctx, &spec, &sup, refs), "tr_sup_start");
+  for (uint64_t i = 0; i < f && !bad; i++)
+    bad = failed(tr_send(r->ctx, refs[i % k], VALUE), "send");
+  bad |= clock_stop(r);
+  r->total = f;
+  tr_system_stats ss;
+  tr_sup_stats sup_st = {0};
+  bad |= failed(tr_system_stats_get(r->sys, &ss), "stats");
+  bad |= failed(tr_sup_stats_get(r->sys, sup, 10000, &sup_st), "sup stats");
+  r->ok = !bad && ss.dead_letters[TR_DEAD_FAILED] == f && sup_st.restarts == f &&
+          atomic_load(&restart_inits) == k + f && !sup_st.gave_up;
+  extra(r, ",\"restarts\":%" PRIu64 ",\"inits\":%" PRIu64, sup_st.restarts,
+        atomic_load(&restart_inits));
+  free(kids);
+  free(refs);
+}
+
 /* ================================================================ main */
 
 static const workload workloads[] = {
@@ -996,6 +1057,7 @@ static const workload workloads[] = {
      "items/s",
      run_bndbuffer,
      {{"p", 4, 1}, {"c", 4, 1}, {"b", 64, 1}, {"i", 250000, 1}}},
+    {"restart", "restarts/s", run_restart, {{"k", 100, 1}, {"f", 200000, 0}}},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
