@@ -31,7 +31,8 @@ static _Atomic uint64_t settled;
  * C-state and P-state). */
 static bool tsc_invariant(void) {
   unsigned a, b, c, d;
-  if (__get_cpuid_max(0x80000000u, NULL) < 0x80000007u)
+  /* int in clang's cpuid.h, unsigned in gcc's. */
+  if ((unsigned)__get_cpuid_max(0x80000000u, NULL) < 0x80000007u)
     return false;
   __cpuid(0x80000007u, a, b, c, d);
   (void)a, (void)b, (void)c;
