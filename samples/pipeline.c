@@ -68,6 +68,8 @@
 #include <time.h>
 #include <troupe.h>
 
+#include "opt.h"
+
 enum {
   START = 1, /* both modes: begin (producers, consumers, generators) */
   REPORT,    /* both modes: publish your tallies into your report slot */
@@ -1020,28 +1022,6 @@ static void usage(FILE *f, const char *argv0) {
           argv0);
 }
 
-/* A decimal number in [min, max], with an optional k (10^3) or M (10^6). */
-static bool parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
-  uint64_t v = 0, scale = 1;
-  const char *p = s;
-  if (*p < '0' || *p > '9')
-    return false;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10)
-      return false;
-    v = v * 10 + d;
-  }
-  if (*p == 'k')
-    scale = 1000, p++;
-  else if (*p == 'M')
-    scale = 1000000, p++;
-  if (*p != '\0' || v > UINT64_MAX / scale || v * scale < min || v * scale > max)
-    return false;
-  *out = v * scale;
-  return true;
-}
-
 static int parse_options(int argc, char **argv, options *o) {
   *o = (options){.producers = 2,
                  .consumers = 2,
@@ -1109,11 +1089,8 @@ static int parse_options(int argc, char **argv, options *o) {
       return 1;
     }
     if (!ok) {
-      const char *name = "?";
-      for (const struct option *lo = long_options; lo->name; lo++)
-        if (lo->val == opt)
-          name = lo->name;
-      fprintf(stderr, "pipeline: bad value '%s' for --%s (see --help)\n", optarg, name);
+      fprintf(stderr, "pipeline: bad value '%s' for --%s (see --help)\n", optarg,
+              opt_name(long_options, opt));
       return 1;
     }
   }

@@ -67,28 +67,50 @@ typedef struct outcome {
   uint64_t sent, handled, dead;
 } outcome;
 
-static void scenario(outcome *o) {
+/* Record a call's status: any failure clears all_ok; one that no allocation
+ * failure explains is kept as bad_status. */
+static void note_call(outcome *o, tr_status st) {
+  if (st != TR_OK)
+    o->all_ok = false;
+  if (!acceptable(st))
+    o->bad_status = st;
+}
+
+#define CALL(expr) note_call(o, (expr))
+
+/* Start a run: a fresh outcome and a one-worker system (NULL when even
+ * creating it failed, as an allocation failure may make it). */
+static tr_system *begin(outcome *o) {
   tr_system *sys;
   tr_system_config cfg = {.threads = 1};
-  *o = (outcome){0};
-  o->all_ok = true;
-  o->bad_status = -1;
-#define CALL(expr)                                                                                 \
-  do {                                                                                             \
-    tr_status st_ = (expr);                                                                        \
-    if (st_ != TR_OK)                                                                              \
-      o->all_ok = false;                                                                           \
-    if (!acceptable(st_))                                                                          \
-      o->bad_status = st_;                                                                         \
-  } while (0)
-
+  *o = (outcome){.all_ok = true, .bad_status = -1};
   tr_status st = tr_system_new(&cfg, &sys);
   if (st != TR_OK) {
     if (!acceptable(st))
       o->bad_status = st;
-    return;
+    return NULL;
   }
   o->ran = true;
+  return sys;
+}
+
+/* The books once quiescent: every accepted message handled or dead. */
+static void finish(outcome *o, tr_system *sys) {
+  tr_system_stats s;
+  if (tr_system_stats_get(sys, &s) == TR_OK) {
+    o->sent = s.sent;
+    o->handled = s.handled;
+    o->dead = s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED] +
+              s.dead_letters[TR_DEAD_DROPPED_OLDEST];
+    o->balanced = s.sent == o->handled + o->dead;
+  }
+  tr_system_free(sys);
+}
+
+static void scenario(outcome *o) {
+  tr_system *sys = begin(o);
+  if (sys == NULL)
+    return;
   tr_ctx *ctx = tr_system_ctx(sys);
   tr_actor_spec bspec = {.name = "b",
                          .behaviour = b_behaviour,
@@ -123,16 +145,7 @@ static void scenario(outcome *o) {
     CALL(tr_stop(ctx, c));
   }
   o->quiescent = tr_system_wait_for(sys, 10000) == TR_OK;
-  tr_system_stats s;
-  if (tr_system_stats_get(sys, &s) == TR_OK) {
-    o->sent = s.sent;
-    o->handled = s.handled;
-    o->dead = s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED] +
-              s.dead_letters[TR_DEAD_DROPPED_OLDEST];
-    o->balanced = s.sent == o->handled + o->dead;
-  }
-  tr_system_free(sys);
-#undef CALL
+  finish(o, sys);
 }
 
 /* ------------------------------------------------------------ supervision */
@@ -166,27 +179,9 @@ static tr_status watch_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
 }
 
 static void sup_scenario(outcome *o) {
-  tr_system *sys;
-  tr_system_config cfg = {.threads = 1};
-  *o = (outcome){0};
-  o->all_ok = true;
-  o->bad_status = -1;
-#define CALL(expr)                                                                                 \
-  do {                                                                                             \
-    tr_status st_ = (expr);                                                                        \
-    if (st_ != TR_OK)                                                                              \
-      o->all_ok = false;                                                                           \
-    if (!acceptable(st_))                                                                          \
-      o->bad_status = st_;                                                                         \
-  } while (0)
-
-  tr_status st = tr_system_new(&cfg, &sys);
-  if (st != TR_OK) {
-    if (!acceptable(st))
-      o->bad_status = st;
+  tr_system *sys = begin(o);
+  if (sys == NULL)
     return;
-  }
-  o->ran = true;
   tr_ctx *ctx = tr_system_ctx(sys);
   static const int one = 1;
   static const tr_child_spec kids[2] = {
@@ -223,10 +218,10 @@ static void sup_scenario(outcome *o) {
     CALL(tr_send_uint(ctx, w, LINK, refs[0].id));
     CALL(tr_send_uint(ctx, w, WATCH, 999)); /* noproc */
     for (int i = 0; i < 3; i++)
-      CALL(tr_send(ctx, refs[0], FAIL));     /* restarts, after a backoff */
-    CALL(tr_send(ctx, refs[1], NUM));        /* the inner supervisor ignores it */
-    CALL(tr_stop(ctx, refs[1]));             /* the inner tree restarts */
-    st = tr_send(ctx, (tr_ref){12345}, NUM); /* a dead letter, forwarded */
+      CALL(tr_send(ctx, refs[0], FAIL));               /* restarts, after a backoff */
+    CALL(tr_send(ctx, refs[1], NUM));                  /* the inner supervisor ignores it */
+    CALL(tr_stop(ctx, refs[1]));                       /* the inner tree restarts */
+    tr_status st = tr_send(ctx, (tr_ref){12345}, NUM); /* a dead letter, forwarded */
     if (st != TR_ESTALE && st != TR_ENOMEM)
       o->bad_status = st;
   }
@@ -234,34 +229,30 @@ static void sup_scenario(outcome *o) {
   if (!tr_ref_is_none(sup))
     CALL(tr_sup_stop(ctx, sup));
   o->quiescent = o->quiescent && tr_system_wait_for(sys, 10000) == TR_OK;
-  tr_system_stats s;
-  if (tr_system_stats_get(sys, &s) == TR_OK) {
-    o->sent = s.sent;
-    o->handled = s.handled;
-    o->dead = s.dead_letters[TR_DEAD_STOPPED] + s.dead_letters[TR_DEAD_FAILED] +
-              s.dead_letters[TR_DEAD_DROPPED_OLDEST];
-    o->balanced = s.sent == o->handled + o->dead;
-  }
-  tr_system_free(sys);
-#undef CALL
+  finish(o, sys);
 }
 
-Test(alloc, supervision_baseline_succeeds) {
+/* Without failures every call succeeds, and the books balance. */
+static void baseline(void (*scenario_fn)(outcome *)) {
   outcome o;
   tri_alloc_fail_at(0);
-  sup_scenario(&o);
+  scenario_fn(&o);
   cr_assert(o.ran && o.all_ok, "without failures every call succeeds");
   cr_assert(o.quiescent);
   cr_assert(o.balanced, "sent %llu != handled %llu + dead %llu", (unsigned long long)o.sent,
             (unsigned long long)o.handled, (unsigned long long)o.dead);
 }
 
-Test(alloc, supervision_every_allocation_may_fail, .timeout = 300) {
+/* Fail allocation 1, 2, ... of the scenario in turn until a run passes
+ * its last allocation; each run must explain its statuses, reach
+ * quiescence and balance. Returns the runs, and how many saw a failure. */
+static unsigned walk(void (*scenario_fn)(outcome *), unsigned *with_enomem) {
   unsigned runs = 0;
+  *with_enomem = 0;
   for (uint64_t n = 1;; n++) {
     outcome o;
     tri_alloc_fail_at(n);
-    sup_scenario(&o);
+    scenario_fn(&o);
     bool failed = tri_alloc_failed();
     tri_alloc_fail_at(0);
     cr_assert_eq(o.bad_status, -1, "allocation %llu failing gave %s", (unsigned long long)n,
@@ -273,45 +264,29 @@ Test(alloc, supervision_every_allocation_may_fail, .timeout = 300) {
                 (unsigned long long)o.dead);
     }
     runs++;
-    if (!failed)
-      break;
-    cr_assert_lt(n, 100000, "the walk does not end");
-  }
-  cr_assert_gt(runs, 40, "the scenario should allocate more than that (%u)", runs);
-}
-
-Test(alloc, baseline_scenario_succeeds) {
-  outcome o;
-  tri_alloc_fail_at(0);
-  scenario(&o);
-  cr_assert(o.ran && o.all_ok, "without failures every call succeeds");
-  cr_assert(o.quiescent);
-  cr_assert(o.balanced, "sent %llu != handled %llu + dead %llu", (unsigned long long)o.sent,
-            (unsigned long long)o.handled, (unsigned long long)o.dead);
-}
-
-Test(alloc, every_allocation_may_fail, .timeout = 300) {
-  unsigned runs = 0, with_enomem = 0;
-  for (uint64_t n = 1;; n++) {
-    outcome o;
-    tri_alloc_fail_at(n);
-    scenario(&o);
-    bool failed = tri_alloc_failed();
-    tri_alloc_fail_at(0);
-    cr_assert_eq(o.bad_status, -1, "allocation %llu failing gave %s", (unsigned long long)n,
-                 tr_status_name((tr_status)o.bad_status));
-    if (o.ran) {
-      cr_assert(o.quiescent, "allocation %llu failing: no quiescence", (unsigned long long)n);
-      cr_assert(o.balanced, "allocation %llu failing: sent %llu != handled %llu + dead %llu",
-                (unsigned long long)n, (unsigned long long)o.sent, (unsigned long long)o.handled,
-                (unsigned long long)o.dead);
-    }
-    runs++;
-    with_enomem += !o.all_ok;
+    *with_enomem += !o.all_ok;
     if (!failed)
       break; /* n is past the scenario's last allocation: walked them all */
     cr_assert_lt(n, 100000, "the walk does not end");
   }
+  return runs;
+}
+
+Test(alloc, supervision_baseline_succeeds) { baseline(sup_scenario); }
+
+Test(alloc, supervision_every_allocation_may_fail, .timeout = 300) {
+  unsigned with_enomem;
+  unsigned runs = walk(sup_scenario, &with_enomem);
+  cr_log_info("walked %u allocations, %u runs saw a failure status", runs - 1, with_enomem);
+  cr_assert_gt(runs, 40, "the scenario should allocate more than that (%u)", runs);
+  cr_assert_gt(with_enomem, 0);
+}
+
+Test(alloc, baseline_scenario_succeeds) { baseline(scenario); }
+
+Test(alloc, every_allocation_may_fail, .timeout = 300) {
+  unsigned with_enomem;
+  unsigned runs = walk(scenario, &with_enomem);
   cr_log_info("walked %u allocations, %u runs saw a failure status", runs - 1, with_enomem);
   cr_assert_gt(runs, 20, "the scenario should allocate more than that (%u)", runs);
   cr_assert_gt(with_enomem, 0);
