@@ -51,6 +51,20 @@
  * nparked: one of the two sees the other (Dekker), so work is never left
  * with every worker asleep. An idle system burns no CPU.
  *
+ * Stealing only what would wait. A thief takes a task only when its victim,
+ * at the rate it is getting through its queue, would keep the task waiting
+ * longer than STEAL_WAIT_NS, or is stuck in one run that long
+ * (worth_stealing). Moving an actor costs cross-core transfers on every
+ * later message, so a core that keeps up with its queue keeps it. A worker
+ * that sees only such work naps (NAP_NS) off the parked stack instead of
+ * sleeping: it is not woken by every push it would not act on, and it looks
+ * again soon. Work that nobody steals is still run by its owner, and a
+ * worker that goes idle with work in the injection queue is never in a nap,
+ * so this changes where work runs, never whether it runs; the cost is a
+ * delay of at most NAP_NS before help comes for a backlog that builds up
+ * while everyone else naps, and tr_system_wait noticing quiescence up to
+ * NAP_NS later.
+ *
  * Quiescence. Every unit of work is counted when accepted and when disposed
  * of, in per-worker single-writer counters (no shared cache line per
  * message). With every worker parked (so none is writing), the sums are
@@ -86,7 +100,15 @@
 #define SPIN_ROUNDS     32    /* steal attempts before parking */
 #define SPIN_PAUSES     32
 #define POLL_EVERY      64 /* runs between reclamation polls */
-#define TLS_SLOTS       4  /* systems a thread can call into without a lookup */
+/* Stealing (see worth_stealing): take a task only if the victim would keep
+ * it waiting longer than STEAL_WAIT_NS at the rate it is going, judged over
+ * at least STEAL_LOOK_NS; a queue of STEAL_NOW tasks is always worth it. */
+#define STEAL_WAIT_NS 50000u
+#define STEAL_LOOK_NS 4000u
+#define STEAL_NOW     256u
+/* A worker that finds only work not worth stealing naps this long. */
+#define NAP_NS    200000
+#define TLS_SLOTS 4 /* systems a thread can call into without a lookup */
 
 enum { S_NEW, S_RUNNING, S_STOPPING, S_STOPPED };
 
@@ -105,6 +127,9 @@ struct tri_worker {
   uint64_t rng;
   pthread_t thread;
   bool thread_started;
+  /* Stealing: per victim, when this worker last looked and how many runs
+   * the victim had done then (see worth_stealing). */
+  uint64_t *seen_at, *seen_runs;
 
   /* --- the run queue: owner enqueues, owner and thieves dequeue --- */
   struct ck_ring runq;
@@ -625,6 +650,47 @@ static uint64_t xorshift(uint64_t *x) {
   return *x;
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Is a task in v's queue worth stealing? Moving an actor to another core
+ * costs several cross-core cache-line transfers (run-queue slot, task word,
+ * mailbox, messages), and an actor woken by a send goes back to the
+ * sender's queue, so for short runs a thief pays that on nearly every
+ * message: a producer with many short-lived consumers ran 5 to 10x slower
+ * on two cores than on one. So the thief first watches: it steals only if
+ * the victim, at the rate it has been running tasks since this thief last
+ * looked (at least STEAL_LOOK_NS ago), would take longer than STEAL_WAIT_NS
+ * to get through its queue, or has run nothing for STEAL_WAIT_NS (a long
+ * run: its queue is stuck behind it). Only the thief reads the clock; the victim's
+ * run counter is one it keeps anyway. This is a heuristic on top of the
+ * stealing protocol (the CAS on the ring's head), which it does not touch.
+ */
+static bool worth_stealing(tri_worker *w, tri_worker *v, unsigned size) {
+  if (size >= STEAL_NOW)
+    return true;
+  uint64_t now = mono_ns();
+  uint64_t runs = atomic_load_explicit(&v->runs, memory_order_relaxed);
+  uint64_t at = w->seen_at[v->id], before = w->seen_runs[v->id];
+  if (at == 0 || now - at > 16 * STEAL_WAIT_NS) { /* a first or stale look */
+    w->seen_at[v->id] = now;
+    w->seen_runs[v->id] = runs;
+    return false;
+  }
+  uint64_t dt = now - at, done = runs - before;
+  if (done == 0) /* nothing ran since: stuck behind one run for that long? */
+    return dt >= STEAL_WAIT_NS;
+  if (dt < STEAL_LOOK_NS)
+    return false;
+  w->seen_at[v->id] = now;
+  w->seen_runs[v->id] = runs;
+  return (uint64_t)size * dt > (uint64_t)STEAL_WAIT_NS * done;
+}
+
 static tri_task *steal(tri_sched *s, tri_worker *w) {
   if (s->n < 2 || s->det_rng != 0)
     return NULL;
@@ -636,7 +702,9 @@ static tri_task *steal(tri_sched *s, tri_worker *w) {
       continue;
     /* MC dequeue on the victim's SPMC ring: the CAS on c_head makes us and
      * the owner agree on who took which task. */
-    if (ck_ring_size(&v->runq) != 0 && ck_ring_trydequeue_spmc(&v->runq, v->runq_slots, &t)) {
+    unsigned size = ck_ring_size(&v->runq);
+    if (size != 0 && worth_stealing(w, v, size) &&
+        ck_ring_trydequeue_spmc(&v->runq, v->runq_slots, &t)) {
       TRI_TSAN_ACQUIRE(t);
       tri_ctr_add(&w->steals, 1);
       if (tracing(s))
@@ -751,6 +819,29 @@ static void park(tri_sched *s, tri_worker *w) {
       pthread_cond_wait(&w->cond, &s->park_lock);
     if ((woken = w->woken))
       tri_ctr_add(&w->wakes, 1);
+  } else if (atomic_load_explicit(&s->inject_len, memory_order_relaxed) == 0) {
+    /* Only other workers' queues have work, and find_work found none of it
+     * worth stealing: nap instead of spinning, then look again. Off the
+     * stack first, so that the busy worker's pushes do not pay a wake-up
+     * for a worker that would not take the work anyway. A nap is not a
+     * park: quiescence waits for it to end (at most NAP_NS). */
+    for (unsigned i = 0; i < s->nstack; i++) {
+      if (s->stack[i] == w) {
+        s->stack[i] = s->stack[--s->nstack];
+        break;
+      }
+    }
+    w->parked = false;
+    atomic_store_explicit(&s->nparked, s->nstack, memory_order_relaxed);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += NAP_NS;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    while (!tri_sched_stopping(s) && pthread_cond_timedwait(&w->cond, &s->park_lock, &until) == 0)
+      ;
   }
   if (w->parked) { /* not popped by a waker: take ourselves off the stack */
     for (unsigned i = 0; i < s->nstack; i++) {
@@ -884,7 +975,10 @@ int tri_sched_new(unsigned nthreads, const tri_sched_ops *ops, size_t local_size
     w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
     w->runq_slots = tri_calloc(RUNQ_SLOTS, sizeof *w->runq_slots);
     w->local = local_size ? tri_calloc(1, local_size) : NULL;
-    if (w->runq_slots == NULL || (local_size && w->local == NULL))
+    w->seen_at = tri_calloc(nthreads, sizeof *w->seen_at);
+    w->seen_runs = tri_calloc(nthreads, sizeof *w->seen_runs);
+    if (w->runq_slots == NULL || (local_size && w->local == NULL) || w->seen_at == NULL ||
+        w->seen_runs == NULL)
       goto nomem;
     ck_ring_init(&w->runq, RUNQ_SLOTS);
     pthread_cond_init(&w->cond, NULL);
@@ -911,6 +1005,8 @@ nomem:
     for (unsigned i = 0; i < nthreads; i++) {
       free(s->workers[i].runq_slots);
       free(s->workers[i].local);
+      free(s->workers[i].seen_at);
+      free(s->workers[i].seen_runs);
     }
   }
   free(s->workers);
@@ -1028,6 +1124,8 @@ void tri_sched_free(tri_sched *s) {
   for (unsigned i = 0; i < s->n; i++) {
     free(s->workers[i].runq_slots);
     free(s->workers[i].local);
+    free(s->workers[i].seen_at);
+    free(s->workers[i].seen_runs);
     pthread_cond_destroy(&s->workers[i].cond);
   }
   pthread_mutex_destroy(&s->inject_lock);
