@@ -737,7 +737,7 @@ TR_API tr_status tr_become(tr_ctx *ctx, tr_behaviour behaviour) {
 }
 
 /* Post request `bit` to the actor named by `ref` (see internal.h). */
-static tr_status request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
+tr_status tri_actor_request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
   tr_system *sys = ctx->sys;
   caller c;
   tr_status st = enter(ctx, &c);
@@ -756,7 +756,7 @@ static tr_status request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
    * then sees it and retires it), or we see DEAD. */
   uint32_t old = atomic_fetch_or_explicit(&a->task.state, bit, memory_order_seq_cst);
   if ((old & (bit | TRI_TASK_DEAD)) == 0) {
-    atomic_fetch_add_explicit(&sys->stop_requests, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sys->requests, 1, memory_order_relaxed);
     tri_sched_notify(sys->sched, c.w, &a->task);
     if (old & TRI_ACTOR_HELD) /* a request is not held back by back-pressure */
       tri_actor_unhold(sys, c.w, a);
@@ -780,12 +780,6 @@ tr_status tri_ctx_send(tr_ctx *ctx, tr_ref to, uint32_t tag, const tri_mp_part *
   return st;
 }
 
-tri_actor *tri_actor_get(tr_system *sys, tr_ref ref) { return tri_registry_get(&sys->reg, ref); }
-
-tr_status tri_actor_request(tr_ctx *ctx, tr_ref ref, uint32_t bit) {
-  return request(ctx, ref, bit);
-}
-
 TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
   tr_status st = check_ctx(ctx);
   if (st != TR_OK)
@@ -794,7 +788,7 @@ TR_API tr_status tr_stop(tr_ctx *ctx, tr_ref ref) {
     ctx->stop_self = true;
     return TR_OK;
   }
-  return request(ctx, ref, TRI_ACTOR_STOP);
+  return tri_actor_request(ctx, ref, TRI_ACTOR_STOP);
 }
 
 /* A runtime message: past any bound, never refused (see fault.h). */

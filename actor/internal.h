@@ -213,7 +213,7 @@ struct tr_system {
   struct tr_ctx ext; /* the external ctx */
   tri_registry reg;
   _Atomic uint64_t spawned, stopped;
-  _Atomic uint64_t stop_requests; /* requests posted (stop, restart, ...): not messages */
+  _Atomic uint64_t requests; /* requests posted (stop, restart, ...): not messages */
   _Atomic uint64_t dead[TR_DEAD_REASON_COUNT];
   _Atomic uint64_t refused, holds, asks, ask_timeouts;
   _Atomic bool freeing;
@@ -268,9 +268,6 @@ tr_status tri_sys_send(tr_system *sys, tri_local *l, uint64_t from, tr_ref to, u
                        const tri_mp_part *parts, size_t n);
 /* tri_sys_send from any ctx (enters the read section from outside). */
 tr_status tri_ctx_send(tr_ctx *ctx, tr_ref to, uint32_t tag, const tri_mp_part *parts, size_t n);
-/* The actor behind a ref the caller knows is alive and not running (it
- * just spawned it). */
-tri_actor *tri_actor_get(tr_system *sys, tr_ref ref);
 /* Post a request bit (TRI_ACTOR_TERM, _RESTART, _KILL) to a live actor.
  * TR_ESTALE when it is gone; TR_OK also when already pending. */
 tr_status tri_actor_request(tr_ctx *ctx, tr_ref ref, uint32_t bit);

@@ -176,7 +176,7 @@ TR_API tr_status tr_system_stats_get(tr_system *sys, tr_system_stats *out) {
    * timers. Only messages are "sent". */
   tri_sched_timer_stats(sys->sched, &out->timers_armed, &out->timers_fired, &out->timers_cancelled);
   out->sent = tri_sched_sent_total(sys->sched) -
-              atomic_load_explicit(&sys->stop_requests, memory_order_relaxed) - out->timers_armed;
+              atomic_load_explicit(&sys->requests, memory_order_relaxed) - out->timers_armed;
   for (unsigned r = 0; r < TR_DEAD_REASON_COUNT; r++)
     out->dead_letters[r] = atomic_load_explicit(&sys->dead[r], memory_order_relaxed);
   for (unsigned i = 0; i < sys->cfg.threads; i++) {

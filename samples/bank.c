@@ -437,8 +437,8 @@ typedef struct teller {
   const bank *bank;
   tj_journal *journal;
   uint64_t rng;
-  uint64_t last_id; /* the last transfer id begun */
-  uint64_t todo;    /* new transfers still to begin in this run */
+  uint64_t last_id;  /* the last transfer id begun */
+  uint64_t to_begin; /* new transfers still to begin in this run */
   /* The transfer in flight, if busy. */
   bool busy;
   bool recovering; /* it was found in flight at start */
@@ -557,7 +557,7 @@ static tr_status send_step(tr_ctx *ctx, teller *t) {
 
 /* Finish or begin the next transfer, or go idle. */
 static tr_status next_step(tr_ctx *ctx, teller *t) {
-  if (!t->busy && t->todo > 0) {
+  if (!t->busy && t->to_begin > 0) {
     uint64_t n = t->bank->naccounts;
     uint64_t from = rnd(&t->rng) % n, to = rnd(&t->rng) % (n - 1);
     if (to >= from)
@@ -569,7 +569,7 @@ static tr_status next_step(tr_ctx *ctx, teller *t) {
     tr_status st = record_tx(t, rec, 5);
     if (st != TR_OK)
       return st;
-    t->todo--;
+    t->to_begin--;
     t->attempts = 0;
   }
   if (t->busy)
@@ -599,7 +599,7 @@ static tr_status teller_behaviour(tr_ctx *ctx, void *state, const tr_msg *msg) {
   tr_status st;
 
   if (tag == START) {
-    if ((st = tr_msg_get_uint(msg, &t->todo)) != TR_OK)
+    if ((st = tr_msg_get_uint(msg, &t->to_begin)) != TR_OK)
       return st;
     atomic_store_explicit(&t->slot->idle, false, memory_order_relaxed);
     return next_step(ctx, t);

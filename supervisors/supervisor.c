@@ -190,7 +190,7 @@ static tr_status start_sup(tr_ctx *ctx, const tr_sup_spec *spec, tr_ref parent, 
     (void)tri_actor_request(ctx, self, TRI_ACTOR_TERM);
     return st;
   }
-  sup *s = tri_actor_get(ctx->sys, self)->u.live.state;
+  sup *s = tri_registry_get(&ctx->sys->reg, self)->u.live.state;
   s->started = true;
   for (uint32_t i = 0; spec->strategy != TR_SUP_DYNAMIC && i < spec->nchildren; i++) {
     const tr_child_spec *cs = &spec->children[i];
@@ -265,9 +265,8 @@ TR_API tr_status tr_sup_start(tr_ctx *ctx, const tr_sup_spec *spec, tr_ref *out,
 
 /* The spec of the supervisor `ref`, if it is one (its child block is
  * immutable, so any thread may read it while the actor lives). */
-static const sup_arg *sup_of(tr_system *sys, tr_ref ref) {
-  tri_actor *a = tri_actor_get(sys, ref);
-  tri_child *c = a != NULL ? tri_child_of(a) : NULL;
+static const sup_arg *sup_of(tri_actor *a) {
+  tri_child *c = tri_child_of(a);
   if (c == NULL || c->behaviour != sup_behaviour)
     return NULL;
   return c->arg;
@@ -287,13 +286,13 @@ TR_API tr_status tr_sup_start_child(tr_ctx *ctx, tr_ref sup_ref, const void *arg
   tri_ext *e = NULL;
   if (ctx->w == NULL && (e = tri_sched_ext_enter(ctx->sys->sched)) == NULL)
     return TR_ENOMEM;
-  const sup_arg *a = sup_of(ctx->sys, sup_ref);
+  tri_actor *actor = tri_registry_get(&ctx->sys->reg, sup_ref);
+  const sup_arg *a = actor != NULL ? sup_of(actor) : NULL;
   const tr_sup_spec *spec = a != NULL ? a->spec : NULL;
-  bool known = tri_actor_get(ctx->sys, sup_ref) != NULL;
   if (e != NULL)
     tri_sched_ext_leave(e);
   if (spec == NULL)
-    return known ? TR_EINVAL : TR_ESTALE;
+    return actor != NULL ? TR_EINVAL : TR_ESTALE;
   if (spec->strategy != TR_SUP_DYNAMIC)
     return TR_EINVAL;
   tr_ref r;
